@@ -1,0 +1,149 @@
+//! Batched receive: many datagrams per system call into reused buffers.
+//!
+//! `recvmmsg` with `MSG_WAITFORONE` blocks for the first datagram and then
+//! takes whatever else is queued, up to the batch size, in one call. Every
+//! slot is a full 64 KiB (nginx sends lines of up to 65507 bytes whole) plus
+//! the padding the JSON decoder reads past the end, so a datagram is decoded
+//! where it landed. Buffers are allocated once; only pages that large
+//! datagrams touch become resident.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use crate::record::INPUT_PADDING;
+
+/// Largest datagram a slot holds without truncation.
+pub const DATAGRAM_MAX: usize = 65536;
+
+/// Datagrams taken per system call.
+pub const BATCH: usize = 64;
+
+const SLOT: usize = (DATAGRAM_MAX + INPUT_PADDING).next_multiple_of(64);
+
+/// Receive buffers and the kernel structures pointing into them.
+pub struct RecvBatch {
+    bufs: Vec<u8>,
+    iovecs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+    received: usize,
+}
+
+// SAFETY: the raw pointers only point into `bufs` and `iovecs`, which the
+// batch owns and never reallocates; it moves between threads as a whole.
+unsafe impl Send for RecvBatch {}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self::new(BATCH)
+    }
+}
+
+impl RecvBatch {
+    pub fn new(batch: usize) -> RecvBatch {
+        let mut bufs = vec![0u8; batch * SLOT];
+        let base = bufs.as_mut_ptr();
+        let mut iovecs: Vec<libc::iovec> = (0..batch)
+            .map(|i| libc::iovec {
+                // SAFETY: i * SLOT is within `bufs`.
+                iov_base: unsafe { base.add(i * SLOT) }.cast(),
+                iov_len: DATAGRAM_MAX,
+            })
+            .collect();
+        let iov_base = iovecs.as_mut_ptr();
+        let msgs = (0..batch)
+            .map(|i| {
+                // SAFETY: an all-zero msghdr is a valid "no name, no control".
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                // SAFETY: i is within `iovecs`.
+                m.msg_hdr.msg_iov = unsafe { iov_base.add(i) };
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        RecvBatch {
+            bufs,
+            iovecs,
+            msgs,
+            received: 0,
+        }
+    }
+
+    /// Block until at least one datagram is queued (or the socket's receive
+    /// timeout passes), then take up to a batch. Returns how many arrived.
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.received = 0;
+        for m in &mut self.msgs {
+            m.msg_len = 0;
+            m.msg_hdr.msg_flags = 0;
+        }
+        debug_assert_eq!(self.iovecs.len(), self.msgs.len());
+        // SAFETY: msgs point at iovecs that point into bufs, all live and
+        // sized as declared.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                self.msgs.len() as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.received = n as usize;
+        Ok(self.received)
+    }
+
+    /// Datagrams from the last `recv`.
+    pub fn len(&self) -> usize {
+        self.received
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.received == 0
+    }
+
+    /// Datagram `i` of the last `recv`: its slot (the datagram first, then
+    /// at least the decoder's padding), its length, and whether the kernel
+    /// cut it short.
+    pub fn slot(&mut self, i: usize) -> (&mut [u8], usize, bool) {
+        assert!(i < self.received);
+        let m = &self.msgs[i];
+        let len = m.msg_len as usize;
+        let truncated = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        (&mut self.bufs[i * SLOT..(i + 1) * SLOT], len, truncated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn receives_a_batch_and_a_max_size_datagram() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        tx.send(b"one").unwrap();
+        tx.send(b"two").unwrap();
+        let big = vec![b'x'; 65507];
+        tx.send(&big).unwrap();
+        let mut b = RecvBatch::new(8);
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let n = b.recv(rx.as_raw_fd()).unwrap();
+            for i in 0..n {
+                let (slot, len, trunc) = b.slot(i);
+                assert!(!trunc);
+                assert!(slot.len() >= len + INPUT_PADDING);
+                got.push(slot[..len].to_vec());
+            }
+        }
+        assert_eq!(got[0], b"one");
+        assert_eq!(got[1], b"two");
+        assert_eq!(got[2].len(), 65507);
+    }
+}

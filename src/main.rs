@@ -1,0 +1,50 @@
+//! The `poolwatch` command: parse settings, set up logging, dispatch.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use poolwatch::config::{self, Cli, Command, LogArgs, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    if let Err(e) = config::load_dotenv() {
+        eprintln!("poolwatch: {e}");
+        return ExitCode::from(2);
+    }
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli.log) {
+        eprintln!("poolwatch: {e}");
+        return ExitCode::from(2);
+    }
+    let result = match &cli.command {
+        None | Some(Command::Run) => poolwatch::receiver::main(&cli),
+        Some(Command::Replay(args)) => poolwatch::replay::main(&cli, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("poolwatch: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(log: &LogArgs) -> Result<(), String> {
+    let filter = EnvFilter::try_new(&log.log_level).map_err(|e| {
+        format!(
+            "invalid value '{}' for LOG_LEVEL (--log-level): {e}; accepted: error, warn, info, \
+             debug, trace, or a directive such as poolwatch=debug",
+            log.log_level
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match log.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}

@@ -1,0 +1,398 @@
+//! Metrics: the Prometheus contract, published from the pipeline's totals.
+//!
+//! The receive path counts in plain integers (see `pipeline`); this module
+//! copies them into `metrics` handles when Prometheus scrapes, with
+//! `Counter::absolute`, so the hot path pays no atomics and the exporter
+//! crate still owns naming, HELP/TYPE lines and label escaping.
+//!
+//! `poolwatch_request_duration_seconds` is rendered here instead: the
+//! exporter's histograms buffer every sample with a timestamp until the next
+//! scrape, which at hundreds of thousands of requests per second would cost
+//! a clock read per request and memory that grows with the scrape interval.
+//! The pipeline keeps fixed cumulative buckets and we print them.
+//!
+//! `poolwatch_window_latency_seconds` is a summary (quantiles over the time
+//! window), which the exporter has no way to set from outside, so it is
+//! rendered here too.
+//!
+//! Every label set is registered at start-up, so a series never appears
+//! mid-flight and the set is bounded by the pool list.
+
+use std::fmt::Write as _;
+
+use metrics::{Counter, Gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use crate::ingest::kernel_drops;
+use crate::pipeline::{DURATION_BUCKETS, Histogram, MALFORMED_REASONS, STATUS_CLASSES, Totals};
+use crate::pools::PoolSet;
+use crate::state::Shared;
+use crate::upstream::Outcome;
+use crate::window::{QUANTILES, WindowStats};
+
+pub const DURATION: &str = "poolwatch_request_duration_seconds";
+pub const WINDOW_LATENCY: &str = "poolwatch_window_latency_seconds";
+
+/// Registered handles, indexed like the pipeline's totals.
+struct Handles {
+    datagrams: Counter,
+    bytes: Counter,
+    malformed: Vec<Counter>,
+    invalid_utf8: Counter,
+    kernel_drops: Counter,
+    socket_queue: Gauge,
+    no_live_upstream: Counter,
+    /// `[pool][class]`; `None` where the pool can never serve.
+    requests: Vec<Option<Vec<Counter>>>,
+    /// `[pool][outcome]`; `None` where the pool is never tried.
+    attempts: Vec<Option<Vec<Counter>>>,
+    retried: Vec<Vec<Option<Counter>>>,
+    /// `[pool][window][kind]`.
+    error_ratio: Vec<[[Gauge; 2]; 2]>,
+    serving: Vec<Option<Gauge>>,
+}
+
+/// The Prometheus registry and our handles into it.
+pub struct Exporter {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    h: Handles,
+    pools: PoolSet,
+}
+
+impl Exporter {
+    pub fn new(pools: &PoolSet) -> Exporter {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let h = metrics::with_local_recorder(&recorder, || register(pools));
+        Exporter {
+            recorder,
+            handle,
+            h,
+            pools: pools.clone(),
+        }
+    }
+
+    /// Run `f` with this exporter as the recorder, to register more metrics
+    /// (the handles it returns stay valid afterwards).
+    pub fn register<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&self.recorder, f)
+    }
+
+    /// Copy the current figures into the registry; returns the time-window
+    /// stats per pool for the parts rendered here.
+    fn publish(&self, shared: &Shared) -> (Vec<WindowStats>, Vec<Histogram>) {
+        let now = shared.now_secs();
+        let (totals, stats, serving) = {
+            let p = shared.pipeline();
+            let stats: Vec<_> = p
+                .windows
+                .iter()
+                .map(|w| (w.count.stats(), w.time.stats(now)))
+                .collect();
+            (p.totals.clone(), stats, p.serving_pool())
+        };
+        let totals: Totals = totals;
+        let h = &self.h;
+        h.datagrams.absolute(totals.datagrams);
+        h.bytes.absolute(totals.bytes);
+        for (c, v) in h.malformed.iter().zip(totals.malformed) {
+            c.absolute(v);
+        }
+        h.invalid_utf8.absolute(totals.invalid_utf8);
+        h.no_live_upstream.absolute(totals.no_live_upstream);
+        for (pool, row) in h.requests.iter().enumerate() {
+            for (c, v) in row.iter().flatten().zip(totals.requests[pool]) {
+                c.absolute(v);
+            }
+        }
+        for (pool, row) in h.attempts.iter().enumerate() {
+            for (c, v) in row.iter().flatten().zip(totals.attempts[pool]) {
+                c.absolute(v);
+            }
+        }
+        for (from, row) in h.retried.iter().enumerate() {
+            for (to, c) in row.iter().enumerate() {
+                if let Some(c) = c {
+                    c.absolute(totals.retried[from][to]);
+                }
+            }
+        }
+        for (pool, (count, time)) in stats.iter().enumerate() {
+            let g = &h.error_ratio[pool];
+            for (w, s) in [count, time].iter().enumerate() {
+                g[w][0].set(s.upstream_error_ratio.unwrap_or(0.0));
+                g[w][1].set(s.client_error_ratio.unwrap_or(0.0));
+            }
+        }
+        for (pool, g) in h.serving.iter().enumerate() {
+            if let Some(g) = g {
+                g.set(if serving == Some(pool) { 1.0 } else { 0.0 });
+            }
+        }
+        let mut drops = 0;
+        let mut queue = 0;
+        for c in shared
+            .listeners
+            .iter()
+            .filter_map(|l| l.inode)
+            .filter_map(kernel_drops::read)
+        {
+            drops += c.drops;
+            queue += c.rx_queue;
+        }
+        h.kernel_drops.absolute(drops);
+        h.socket_queue.set(queue as f64);
+        (
+            stats.into_iter().map(|(_, t)| t).collect(),
+            totals.durations,
+        )
+    }
+
+    /// The Prometheus text exposition, fresh.
+    pub fn render(&self, shared: &Shared) -> String {
+        let (time_stats, durations) = self.publish(shared);
+        let mut out = self.handle.render();
+        render_durations(&mut out, &self.pools, &durations);
+        render_window_latency(&mut out, &self.pools, &time_stats);
+        out
+    }
+
+    /// Let the exporter drop expired samples; call every few seconds.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+/// Pools that can produce a final response: known, other, none.
+fn serves(pools: &PoolSet, id: usize) -> bool {
+    id != pools.unknown()
+}
+
+/// Pools an attempt can be attributed to: known, other, unknown.
+fn is_tried(pools: &PoolSet, id: usize) -> bool {
+    id != pools.none()
+}
+
+fn register(pools: &PoolSet) -> Handles {
+    use metrics::{counter, describe_counter, describe_gauge, gauge};
+
+    describe_counter!(
+        "poolwatch_ingest_datagrams_total",
+        "Datagrams received, valid or not."
+    );
+    describe_counter!(
+        "poolwatch_ingest_bytes_total",
+        "Bytes of datagrams received."
+    );
+    describe_counter!(
+        "poolwatch_ingest_malformed_total",
+        "Datagrams skipped, by reason."
+    );
+    describe_counter!(
+        "poolwatch_ingest_invalid_utf8_total",
+        "Access log lines holding invalid UTF-8, repaired and counted as requests."
+    );
+    describe_counter!(
+        "poolwatch_ingest_kernel_drops_total",
+        "Datagrams the kernel dropped because the UDP receive buffer was full."
+    );
+    describe_gauge!(
+        "poolwatch_ingest_socket_queue_bytes",
+        "Bytes waiting in the UDP receive buffer at scrape time."
+    );
+    describe_counter!(
+        "poolwatch_requests_total",
+        "Requests by serving pool (the pool of the final response) and status class."
+    );
+    describe_counter!(
+        "poolwatch_upstream_attempts_total",
+        "Upstream attempts by the pool of the server tried and outcome."
+    );
+    describe_counter!(
+        "poolwatch_retried_requests_total",
+        "Requests nginx retried, by the pool tried first and the pool tried last."
+    );
+    describe_counter!(
+        "poolwatch_no_live_upstream_total",
+        "Requests nginx answered with no live upstream server to try."
+    );
+    describe_gauge!(
+        "poolwatch_window_error_ratio",
+        "Error ratio in the count or time window: upstream failures per attempt, or client 5xx per request."
+    );
+    describe_gauge!(
+        "poolwatch_serving_pool",
+        "1 for the pool serving most recent requests, 0 for the others."
+    );
+    describe_gauge!("poolwatch_build_info", "Build information; always 1.");
+    gauge!("poolwatch_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+
+    let label = |id: usize| pools.label(id).to_string();
+    let ids = 0..pools.len();
+    Handles {
+        datagrams: counter!("poolwatch_ingest_datagrams_total"),
+        bytes: counter!("poolwatch_ingest_bytes_total"),
+        malformed: MALFORMED_REASONS
+            .iter()
+            .map(|r| counter!("poolwatch_ingest_malformed_total", "reason" => *r))
+            .collect(),
+        invalid_utf8: counter!("poolwatch_ingest_invalid_utf8_total"),
+        kernel_drops: counter!("poolwatch_ingest_kernel_drops_total"),
+        socket_queue: gauge!("poolwatch_ingest_socket_queue_bytes"),
+        no_live_upstream: counter!("poolwatch_no_live_upstream_total"),
+        requests: ids
+            .clone()
+            .map(|p| {
+                serves(pools, p).then(|| {
+                    STATUS_CLASSES
+                        .iter()
+                        .map(|c| {
+                            counter!("poolwatch_requests_total", "pool" => label(p), "status_class" => *c)
+                        })
+                        .collect()
+                })
+            })
+            .collect(),
+        attempts: ids
+            .clone()
+            .map(|p| {
+                is_tried(pools, p).then(|| {
+                    Outcome::ALL
+                        .iter()
+                        .map(|o| {
+                            counter!("poolwatch_upstream_attempts_total", "pool" => label(p), "outcome" => o.label())
+                        })
+                        .collect()
+                })
+            })
+            .collect(),
+        retried: ids
+            .clone()
+            .map(|from| {
+                ids.clone()
+                    .map(|to| {
+                        (is_tried(pools, from) && is_tried(pools, to)).then(|| {
+                            counter!("poolwatch_retried_requests_total", "from" => label(from), "to" => label(to))
+                        })
+                    })
+                    .collect()
+            })
+            .collect(),
+        error_ratio: ids
+            .clone()
+            .map(|p| {
+                ["count", "time"].map(|w| {
+                    ["upstream", "client"].map(|k| {
+                        gauge!("poolwatch_window_error_ratio", "pool" => label(p), "window" => w, "kind" => k)
+                    })
+                })
+            })
+            .collect(),
+        serving: ids
+            .map(|p| {
+                (p < pools.none())
+                    .then(|| gauge!("poolwatch_serving_pool", "pool" => label(p)))
+            })
+            .collect(),
+    }
+}
+
+fn render_durations(out: &mut String, pools: &PoolSet, durations: &[Histogram]) {
+    let _ = writeln!(
+        out,
+        "# HELP {DURATION} request_time of requests by serving pool.\n# TYPE {DURATION} histogram"
+    );
+    for (id, h) in durations.iter().enumerate() {
+        if !serves(pools, id) {
+            continue;
+        }
+        let pool = pools.label(id);
+        let mut cumulative = 0;
+        for (i, n) in h.buckets.iter().enumerate() {
+            cumulative += n;
+            let le = DURATION_BUCKETS
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(
+                out,
+                "{DURATION}_bucket{{pool=\"{pool}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(out, "{DURATION}_sum{{pool=\"{pool}\"}} {}", h.sum);
+        let _ = writeln!(out, "{DURATION}_count{{pool=\"{pool}\"}} {}", h.count);
+    }
+}
+
+fn render_window_latency(out: &mut String, pools: &PoolSet, stats: &[WindowStats]) {
+    let _ = writeln!(
+        out,
+        "# HELP {WINDOW_LATENCY} request_time quantiles of each pool's requests over the time window.\n# TYPE {WINDOW_LATENCY} summary"
+    );
+    for (id, s) in stats.iter().enumerate() {
+        let pool = pools.label(id);
+        // An empty window has no quantiles: NaN, as Prometheus summaries
+        // report them.
+        let q = s.latency_seconds.unwrap_or([f64::NAN; 3]);
+        for (quantile, v) in QUANTILES.iter().zip(q) {
+            let _ = writeln!(
+                out,
+                "{WINDOW_LATENCY}{{pool=\"{pool}\",quantile=\"{quantile}\"}} {v}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{WINDOW_LATENCY}_sum{{pool=\"{pool}\"}} {}",
+            s.latency_sum_seconds
+        );
+        let _ = writeln!(
+            out,
+            "{WINDOW_LATENCY}_count{{pool=\"{pool}\"}} {}",
+            s.sums.requests
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Pipeline, PipelineConfig};
+    use crate::record::{Decoder, INPUT_PADDING};
+
+    #[test]
+    fn renders_counts_from_the_pipeline() {
+        let pools = PoolSet::new(&["blue".into(), "green".into()]);
+        let mut p = Pipeline::new(&PipelineConfig {
+            pools: pools.clone(),
+            configured_addrs: vec![("127.0.0.1:1".into(), 0)],
+            window_size: 10,
+            window_seconds: 10,
+            serving_window: 5,
+        });
+        let line = br#"{"status":200,"request_time":0.02,"upstream_status":"500, 200","upstream_addr":"127.0.0.1:1, 127.0.0.1:2","pool":"green"}"#;
+        let mut buf = line.to_vec();
+        buf.resize(line.len() + INPUT_PADDING, 0);
+        p.process(&mut Decoder::new(), &mut buf, line.len(), |_| 0)
+            .unwrap();
+        let shared = Shared::new(p, vec![], serde_json::json!({}));
+        let e = Exporter::new(&pools);
+        let text = e.render(&shared);
+        for want in [
+            "poolwatch_ingest_datagrams_total 1",
+            "poolwatch_requests_total{pool=\"green\",status_class=\"2xx\"} 1",
+            "poolwatch_upstream_attempts_total{pool=\"blue\",outcome=\"error_5xx\"} 1",
+            "poolwatch_retried_requests_total{from=\"blue\",to=\"green\"} 1",
+            "poolwatch_window_error_ratio{pool=\"blue\",window=\"count\",kind=\"upstream\"} 1",
+            "poolwatch_serving_pool{pool=\"green\"} 1",
+            "poolwatch_request_duration_seconds_bucket{pool=\"green\",le=\"0.025\"} 1",
+            "poolwatch_request_duration_seconds_bucket{pool=\"green\",le=\"0.01\"} 0",
+            "poolwatch_request_duration_seconds_count{pool=\"green\"} 1",
+            "poolwatch_window_latency_seconds{pool=\"green\",quantile=\"0.99\"} 0.018",
+            "poolwatch_window_latency_seconds_count{pool=\"green\"} 1",
+            "poolwatch_build_info{version=",
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+        assert!(!text.contains("pool=\"unknown\",status_class"));
+    }
+}

@@ -1,0 +1,430 @@
+//! The pipeline: datagram → syslog frame → access record → attempts →
+//! windows and totals.
+//!
+//! Both the live receiver and `poolwatch replay` push bytes through
+//! [`Pipeline::process`], so a saved log is judged exactly as live traffic.
+//! Everything here is plain integers and fixed arrays: the receive thread
+//! updates them under one lock taken per batch, and the exporter copies them
+//! out on scrape. No atomics, hashing or allocation per datagram.
+
+use crate::pools::{AddrMap, PoolId, PoolSet};
+use crate::record::{AccessRecord, DecodeError, Decoder};
+use crate::syslog::{self, FrameError};
+use crate::upstream::{self, Outcome};
+use crate::window::{self, Observation, PoolWindows, ServingRing};
+
+/// Reasons a datagram is skipped, in `reason` label order.
+pub const MALFORMED_REASONS: [&str; 8] = [
+    "empty",
+    "bad_syslog_pri",
+    "bad_syslog_header",
+    "not_access_log",
+    "invalid_json",
+    "missing_status",
+    "bad_status",
+    "truncated",
+];
+
+/// A skipped datagram and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+impl Malformed {
+    pub const TRUNCATED: Malformed = Malformed("truncated");
+
+    fn index(self) -> usize {
+        MALFORMED_REASONS
+            .iter()
+            .position(|r| *r == self.0)
+            .expect("reason is listed")
+    }
+}
+
+impl From<FrameError> for Malformed {
+    fn from(e: FrameError) -> Self {
+        Malformed(e.reason())
+    }
+}
+
+impl From<DecodeError> for Malformed {
+    fn from(e: DecodeError) -> Self {
+        Malformed(e.reason())
+    }
+}
+
+/// `status_class` labels, indexed by `status / 100 - 1`.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Upper bounds (seconds) of `poolwatch_request_duration_seconds`: dense
+/// where web requests live, reaching past nginx's retry deadline.
+pub const DURATION_BUCKETS: [f64; 18] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 7.5, 10.0,
+    30.0, 60.0,
+];
+
+/// A cumulative histogram of request durations.
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    /// Per bucket (not cumulative); the last entry is `+Inf`.
+    pub buckets: [u64; DURATION_BUCKETS.len() + 1],
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        let i = DURATION_BUCKETS.partition_point(|&b| b < seconds);
+        self.buckets[i] += 1;
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+/// Everything counted since start; the exporter publishes these.
+#[derive(Debug, Clone)]
+pub struct Totals {
+    pub datagrams: u64,
+    pub bytes: u64,
+    pub malformed: [u64; MALFORMED_REASONS.len()],
+    pub invalid_utf8: u64,
+    pub no_live_upstream: u64,
+    /// `[pool][status class]`, pool = serving pool.
+    pub requests: Vec<[u64; 5]>,
+    /// `[pool][outcome]`, pool = pool of the server tried.
+    pub attempts: Vec<[u64; Outcome::ALL.len()]>,
+    /// `[from][to]`: first attempt's pool → last attempt's pool.
+    pub retried: Vec<Vec<u64>>,
+    pub durations: Vec<Histogram>,
+}
+
+impl Totals {
+    fn new(pools: usize) -> Totals {
+        Totals {
+            datagrams: 0,
+            bytes: 0,
+            malformed: [0; MALFORMED_REASONS.len()],
+            invalid_utf8: 0,
+            no_live_upstream: 0,
+            requests: vec![[0; 5]; pools],
+            attempts: vec![[0; Outcome::ALL.len()]; pools],
+            retried: vec![vec![0; pools]; pools],
+            durations: vec![Histogram::default(); pools],
+        }
+    }
+
+    /// Requests counted, all pools and classes.
+    pub fn request_count(&self) -> u64 {
+        self.requests.iter().flatten().sum()
+    }
+
+    pub fn malformed_count(&self) -> u64 {
+        self.malformed.iter().sum()
+    }
+}
+
+/// Window sizes and known names, fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub pools: PoolSet,
+    pub configured_addrs: Vec<(String, PoolId)>,
+    pub window_size: usize,
+    pub window_seconds: u32,
+    pub serving_window: usize,
+}
+
+/// The state a stream of datagrams builds.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub pools: PoolSet,
+    pub addrs: AddrMap,
+    pub windows: Vec<PoolWindows>,
+    pub serving: ServingRing,
+    pub totals: Totals,
+}
+
+impl Pipeline {
+    pub fn new(cfg: &PipelineConfig) -> Pipeline {
+        let n = cfg.pools.len();
+        Pipeline {
+            pools: cfg.pools.clone(),
+            addrs: AddrMap::with_configured(cfg.configured_addrs.iter().cloned()),
+            windows: (0..n)
+                .map(|_| PoolWindows::new(cfg.window_size, cfg.window_seconds))
+                .collect(),
+            serving: ServingRing::new(cfg.serving_window, n),
+            totals: Totals::new(n),
+        }
+    }
+
+    /// Process one datagram held in `buf[..len]`. `buf` must have at least
+    /// [`crate::record::INPUT_PADDING`] spare bytes after `len`. `clock` gives
+    /// the window time in seconds: the receive time when live, the record's
+    /// own `time` in a replay.
+    pub fn process(
+        &mut self,
+        decoder: &mut Decoder,
+        buf: &mut [u8],
+        len: usize,
+        clock: impl FnOnce(&AccessRecord<'_>) -> u64,
+    ) -> Result<(), Malformed> {
+        self.totals.datagrams += 1;
+        self.totals.bytes += len as u64;
+        let result = self.process_inner(decoder, buf, len, clock);
+        if let Err(m) = result {
+            self.totals.malformed[m.index()] += 1;
+        }
+        result
+    }
+
+    /// Count a datagram the socket delivered cut short (it never happens with
+    /// 64 KiB buffers, but a smaller `--recv-buffer`-style setting or a
+    /// hostile sender must not be mistaken for a request).
+    pub fn count_truncated(&mut self, len: usize) {
+        self.totals.datagrams += 1;
+        self.totals.bytes += len as u64;
+        self.totals.malformed[Malformed::TRUNCATED.index()] += 1;
+    }
+
+    fn process_inner(
+        &mut self,
+        decoder: &mut Decoder,
+        buf: &mut [u8],
+        len: usize,
+        clock: impl FnOnce(&AccessRecord<'_>) -> u64,
+    ) -> Result<(), Malformed> {
+        let frame = syslog::parse(&buf[..len])?;
+        let msg_len = frame.msg.end - frame.msg.start;
+        let record = decoder.decode(&mut buf[frame.msg.start..], msg_len)?;
+        let now = clock(&record);
+        self.apply(&record, now);
+        Ok(())
+    }
+
+    /// Fold one decoded request into the windows and totals.
+    pub fn apply(&mut self, r: &AccessRecord<'_>, now: u64) {
+        let t = &mut self.totals;
+        if r.repaired_utf8 {
+            t.invalid_utf8 += 1;
+        }
+        let serving = self.pools.classify(r.pool);
+        let unknown = self.pools.unknown();
+        let class = usize::from(r.status / 100).clamp(1, 5) - 1;
+        let client_5xx = r.status >= 500;
+        let seconds = r.request_time.unwrap_or(0.0);
+        let final_obs = Observation {
+            flags: window::FINAL | if client_5xx { window::CLIENT_5XX } else { 0 },
+            latency_us: (seconds * 1e6).min(f64::from(u32::MAX)) as u32,
+        };
+
+        let n = upstream::attempts(r.upstream_status, r.upstream_addr, "").count();
+        let mut first_pool = None;
+        let mut last_pool = None;
+        let mut no_live = false;
+        let mut final_pushed = false;
+        for (i, a) in upstream::attempts(r.upstream_status, r.upstream_addr, "").enumerate() {
+            if a.is_no_live_upstream() {
+                no_live = true;
+                continue;
+            }
+            let last = i + 1 == n;
+            // The pool header is that of the last response nginx received.
+            // Only a last attempt that plainly answered (not a refused
+            // connection or a timeout, which leave the header of an earlier
+            // try) teaches us its server's pool.
+            let answered = matches!(a.outcome, Outcome::Success | Outcome::Error5xx);
+            let pool = if last && answered && serving < self.pools.none() {
+                self.addrs.learn(a.addr, serving);
+                serving
+            } else {
+                self.addrs.lookup(a.addr).unwrap_or(unknown)
+            };
+            t.attempts[pool][a.outcome.index()] += 1;
+            let mut obs = Observation {
+                flags: window::ATTEMPT
+                    | if a.outcome.is_failure() {
+                        window::FAILED
+                    } else {
+                        0
+                    },
+                latency_us: 0,
+            };
+            if last && pool == serving {
+                obs.flags |= final_obs.flags;
+                obs.latency_us = final_obs.latency_us;
+                final_pushed = true;
+            }
+            self.windows[pool].push(now, obs);
+            first_pool.get_or_insert(pool);
+            last_pool = Some(pool);
+        }
+        if !final_pushed {
+            self.windows[serving].push(now, final_obs);
+        }
+        if no_live {
+            t.no_live_upstream += 1;
+        }
+        if let (Some(from), Some(to)) = (first_pool, last_pool)
+            && n > 1
+        {
+            t.retried[from][to] += 1;
+        }
+        t.requests[serving][class] += 1;
+        t.durations[serving].observe(seconds);
+        if serving < self.pools.none() {
+            self.serving.push(serving);
+        }
+    }
+
+    /// The pool serving most of the recent requests.
+    pub fn serving_pool(&self) -> Option<PoolId> {
+        self.serving.serving(|_| true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::INPUT_PADDING;
+
+    fn pipeline() -> Pipeline {
+        Pipeline::new(&PipelineConfig {
+            pools: PoolSet::new(&["blue".into(), "green".into()]),
+            configured_addrs: vec![],
+            window_size: 200,
+            window_seconds: 60,
+            serving_window: 20,
+        })
+    }
+
+    fn feed(p: &mut Pipeline, line: &str) -> Result<(), Malformed> {
+        let mut buf = line.as_bytes().to_vec();
+        let len = buf.len();
+        buf.resize(len + INPUT_PADDING, 0);
+        p.process(&mut Decoder::new(), &mut buf, len, |_| 10)
+    }
+
+    fn line(status: u16, ups: &str, addrs: &str, pool: &str) -> String {
+        format!(
+            r#"<190>Nov  5 09:07:03 web nginx: {{"status":{status},"request_time":0.012,"upstream_status":"{ups}","upstream_addr":"{addrs}","pool":"{pool}"}}"#
+        )
+    }
+
+    const BLUE: &str = "127.0.0.1:3001";
+    const GREEN: &str = "127.0.0.1:3002";
+
+    #[test]
+    fn masked_failure_counts_against_the_pool_that_failed() {
+        let mut p = pipeline();
+        feed(&mut p, &line(200, "200", BLUE, "blue")).unwrap();
+        feed(&mut p, &line(200, "200", GREEN, "green")).unwrap();
+        feed(
+            &mut p,
+            &line(200, "500, 200", &format!("{BLUE}, {GREEN}"), "green"),
+        )
+        .unwrap();
+        let t = &p.totals;
+        assert_eq!(t.attempts[0][Outcome::Error5xx.index()], 1);
+        assert_eq!(t.attempts[1][Outcome::Success.index()], 2);
+        assert_eq!(t.retried[0][1], 1);
+        assert_eq!(t.requests[1][1], 2);
+        let blue = p.windows[0].count.sums();
+        assert_eq!((blue.attempts, blue.failures, blue.requests), (2, 1, 1));
+        let green = p.windows[1].count.sums();
+        assert_eq!((green.attempts, green.failures, green.requests), (2, 0, 2));
+    }
+
+    #[test]
+    fn unknown_server_until_learned() {
+        let mut p = pipeline();
+        feed(
+            &mut p,
+            &line(200, "500, 200", &format!("{BLUE}, {GREEN}"), "green"),
+        )
+        .unwrap();
+        assert_eq!(
+            p.totals.attempts[p.pools.unknown()][Outcome::Error5xx.index()],
+            1
+        );
+        assert_eq!(p.totals.retried[p.pools.unknown()][1], 1);
+    }
+
+    #[test]
+    fn nginx_own_answers_and_no_live_upstream() {
+        let mut p = pipeline();
+        feed(&mut p, &line(404, "", "", "")).unwrap();
+        feed(&mut p, &line(502, "502", "backend", "")).unwrap();
+        let none = p.pools.none();
+        assert_eq!(p.totals.requests[none][3], 1);
+        assert_eq!(p.totals.requests[none][4], 1);
+        assert_eq!(p.totals.no_live_upstream, 1);
+        assert_eq!(p.windows[none].count.sums().client_5xx, 1);
+        assert_eq!(p.serving_pool(), None);
+    }
+
+    #[test]
+    fn refused_last_try_does_not_teach_a_wrong_pool() {
+        let mut p = pipeline();
+        // Blue answered 500, green refused: the pool header is blue's.
+        feed(
+            &mut p,
+            &line(502, "500, 502", &format!("{BLUE}, {GREEN}"), "blue"),
+        )
+        .unwrap();
+        assert_eq!(p.addrs.lookup(GREEN), None);
+        assert_eq!(
+            p.totals.attempts[p.pools.unknown()][Outcome::BadGateway.index()],
+            1
+        );
+        assert_eq!(p.totals.requests[0][4], 1);
+    }
+
+    #[test]
+    fn hostile_pool_names_fold_into_other() {
+        let mut p = pipeline();
+        for i in 0..100 {
+            feed(
+                &mut p,
+                &line(200, "200", &format!("10.9.0.{i}:80"), &format!("x{i}")),
+            )
+            .unwrap();
+        }
+        assert_eq!(p.totals.requests[p.pools.other()][1], 100);
+        assert_eq!(p.totals.requests.len(), 5);
+    }
+
+    #[test]
+    fn malformed_is_counted_by_reason() {
+        let mut p = pipeline();
+        assert_eq!(
+            feed(&mut p, "<190>garbage"),
+            Err(Malformed("bad_syslog_header"))
+        );
+        assert_eq!(
+            feed(
+                &mut p,
+                "<187>Nov  5 09:07:03 web nginx: 2026/11/05 [error] 1#1: boom"
+            ),
+            Err(Malformed("not_access_log"))
+        );
+        assert_eq!(
+            feed(&mut p, "{\"status\":\"x\"}"),
+            Err(Malformed("bad_status"))
+        );
+        assert_eq!(p.totals.malformed_count(), 3);
+        assert_eq!(p.totals.datagrams, 3);
+        assert_eq!(p.totals.request_count(), 0);
+    }
+
+    #[test]
+    fn serving_pool_follows_traffic() {
+        let mut p = pipeline();
+        for _ in 0..15 {
+            feed(&mut p, &line(200, "200", BLUE, "blue")).unwrap();
+        }
+        assert_eq!(p.serving_pool(), Some(0));
+        for _ in 0..11 {
+            feed(&mut p, &line(200, "200", GREEN, "green")).unwrap();
+        }
+        assert_eq!(p.serving_pool(), Some(1));
+    }
+}

@@ -1,0 +1,213 @@
+//! Pools: the bounded set of pool labels, and which server belongs to which.
+//!
+//! Pool names arrive from requests (`X-App-Pool`), so any sender could invent
+//! new ones. Known names come from `POOLS`; everything else folds into three
+//! fixed labels, which keeps metric series and window memory bounded:
+//! `other` (a name not in `POOLS`), `none` (nginx answered itself) and
+//! `unknown` (an attempt at a server whose pool is not known yet).
+//!
+//! Attempts name a server, not a pool. The address map is learned from
+//! responses that carry their pool, or given (`POOL_ADDRS`); it is a small
+//! vector searched linearly, which beats hashing for the handful of servers a
+//! pair of pools has, and it is capped so hostile input cannot grow it.
+
+/// Index of a pool label: known pools first, then [`PoolSet::other`],
+/// [`PoolSet::none`], [`PoolSet::unknown`].
+pub type PoolId = usize;
+
+/// Most server addresses remembered; past this, new addresses stay `unknown`.
+pub const MAX_ADDRS: usize = 256;
+
+/// The pool labels in force.
+#[derive(Debug, Clone)]
+pub struct PoolSet {
+    labels: Vec<String>,
+    known: usize,
+}
+
+impl PoolSet {
+    /// `names` must be non-empty, distinct, and not one of the reserved labels
+    /// (checked by the settings parser).
+    pub fn new(names: &[String]) -> PoolSet {
+        let mut labels = names.to_vec();
+        labels.extend(["other", "none", "unknown"].map(String::from));
+        PoolSet {
+            labels,
+            known: names.len(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn known(&self) -> usize {
+        self.known
+    }
+
+    pub fn other(&self) -> PoolId {
+        self.known
+    }
+
+    pub fn none(&self) -> PoolId {
+        self.known + 1
+    }
+
+    pub fn unknown(&self) -> PoolId {
+        self.known + 2
+    }
+
+    pub fn label(&self, id: PoolId) -> &str {
+        &self.labels[id]
+    }
+
+    /// All labels, in id order.
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.labels.iter().map(String::as_str)
+    }
+
+    /// The id of a known pool name, if it is one.
+    pub fn find(&self, name: &str) -> Option<PoolId> {
+        self.labels[..self.known].iter().position(|l| l == name)
+    }
+
+    /// Classify the `pool` field of a record.
+    pub fn classify(&self, name: &str) -> PoolId {
+        if name.is_empty() {
+            self.none()
+        } else {
+            self.find(name).unwrap_or(self.other())
+        }
+    }
+}
+
+/// Where an address → pool entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// `POOL_ADDRS`: never overwritten by what requests say.
+    Configured,
+    /// Seen in a response that named its pool.
+    Learned,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    addr: Box<str>,
+    pool: PoolId,
+    source: Source,
+}
+
+/// Server address → pool.
+#[derive(Debug, Clone, Default)]
+pub struct AddrMap {
+    entries: Vec<Entry>,
+    full_warned: bool,
+}
+
+impl AddrMap {
+    pub fn with_configured(pairs: impl IntoIterator<Item = (String, PoolId)>) -> AddrMap {
+        AddrMap {
+            entries: pairs
+                .into_iter()
+                .map(|(addr, pool)| Entry {
+                    addr: addr.into(),
+                    pool,
+                    source: Source::Configured,
+                })
+                .collect(),
+            full_warned: false,
+        }
+    }
+
+    pub fn lookup(&self, addr: &str) -> Option<PoolId> {
+        self.entries
+            .iter()
+            .find(|e| &*e.addr == addr)
+            .map(|e| e.pool)
+    }
+
+    /// Remember that `addr` answered as `pool`. A learned address that moves
+    /// to another pool (a container re-created with a reused IP) follows it.
+    pub fn learn(&mut self, addr: &str, pool: PoolId) {
+        if let Some(e) = self.entries.iter_mut().find(|e| &*e.addr == addr) {
+            if e.source == Source::Learned {
+                e.pool = pool;
+            }
+            return;
+        }
+        if self.entries.len() >= MAX_ADDRS {
+            if !self.full_warned {
+                self.full_warned = true;
+                tracing::warn!(
+                    max = MAX_ADDRS,
+                    "address map is full; attempts at further servers count as pool=\"unknown\""
+                );
+            }
+            return;
+        }
+        self.entries.push(Entry {
+            addr: addr.into(),
+            pool,
+            source: Source::Learned,
+        });
+    }
+
+    /// `(address, pool id, source)` for `/state`.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, PoolId, Source)> {
+        self.entries.iter().map(|e| (&*e.addr, e.pool, e.source))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set() -> PoolSet {
+        PoolSet::new(&["blue".into(), "green".into()])
+    }
+
+    #[test]
+    fn classify_bounds_the_labels() {
+        let p = set();
+        assert_eq!(p.classify("blue"), 0);
+        assert_eq!(p.classify("green"), 1);
+        assert_eq!(p.label(p.classify("evil-\u{1F600}")), "other");
+        assert_eq!(p.label(p.classify("")), "none");
+        assert_eq!(p.label(p.unknown()), "unknown");
+        assert_eq!(p.len(), 5);
+    }
+
+    #[test]
+    fn learned_addresses_follow_configured_ones_stay() {
+        let mut m = AddrMap::with_configured([("10.0.0.2:3000".to_string(), 0)]);
+        m.learn("10.0.0.2:3000", 1);
+        assert_eq!(m.lookup("10.0.0.2:3000"), Some(0));
+        m.learn("10.0.0.3:3000", 1);
+        assert_eq!(m.lookup("10.0.0.3:3000"), Some(1));
+        m.learn("10.0.0.3:3000", 0);
+        assert_eq!(m.lookup("10.0.0.3:3000"), Some(0));
+        assert_eq!(m.lookup("10.0.0.4:3000"), None);
+    }
+
+    #[test]
+    fn map_is_capped() {
+        let mut m = AddrMap::default();
+        for i in 0..MAX_ADDRS + 50 {
+            m.learn(&format!("10.1.{}.{}:80", i / 256, i % 256), 0);
+        }
+        assert_eq!(m.len(), MAX_ADDRS);
+    }
+}

@@ -1,0 +1,380 @@
+//! Access record: the JSON nginx logs for one request, decoded in place.
+//!
+//! simd-json's tape API parses into a reused node vector and unescapes
+//! strings inside the receive buffer, so every string field is a slice of the
+//! datagram and the steady state allocates nothing. The serde path would
+//! build the same borrowed struct but costs a visitor per field; on ~500-byte
+//! objects the tape walk is what keeps decoding ahead of the socket.
+//!
+//! What real nginx writes shapes the rules here: with `escape=json` an absent
+//! value is `""`, with `escape=default` it is `"-"`; numbers may be bare or
+//! quoted; and bytes ≥ 0x80 pass through raw, so a line may be invalid UTF-8.
+//! Such a line is repaired in place (each invalid byte becomes `?`, keeping the
+//! length) and decoded again rather than lost.
+
+use simd_json::prelude::*;
+use simd_json::{Buffers, Node, Tape};
+
+/// Padding the decoder needs after the message, in the same buffer.
+pub const INPUT_PADDING: usize = simd_json::INPUT_PADDING;
+
+/// One request as logged. Strings borrow the receive buffer; absent values
+/// (`""` or `"-"`) are empty strings.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AccessRecord<'a> {
+    pub time: &'a str,
+    pub remote_addr: &'a str,
+    pub request: &'a str,
+    pub method: &'a str,
+    pub uri: &'a str,
+    /// Final status sent to the client.
+    pub status: u16,
+    pub body_bytes_sent: u64,
+    /// `$request_time` in seconds, if logged.
+    pub request_time: Option<f64>,
+    pub upstream_status: &'a str,
+    pub upstream_addr: &'a str,
+    pub upstream_response_time: &'a str,
+    pub pool: &'a str,
+    pub release: &'a str,
+    pub request_id: &'a str,
+    pub http_user_agent: &'a str,
+    /// The line held invalid UTF-8 and was repaired before decoding.
+    pub repaired_utf8: bool,
+}
+
+/// Why a message is not an access record. Each maps to a `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not a JSON object at all: an `error_log` line or other text.
+    NotAccessLog,
+    /// Starts like JSON but does not parse, or is not an object.
+    InvalidJson,
+    /// No `status` field (or an empty one).
+    MissingStatus,
+    /// `status` is not a number from 100 to 599.
+    BadStatus,
+}
+
+impl DecodeError {
+    /// The `reason` label used in `poolwatch_ingest_malformed_total`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            DecodeError::NotAccessLog => "not_access_log",
+            DecodeError::InvalidJson => "invalid_json",
+            DecodeError::MissingStatus => "missing_status",
+            DecodeError::BadStatus => "bad_status",
+        }
+    }
+}
+
+/// Reusable decoding state: simd-json's buffers and tape, kept across lines.
+pub struct Decoder {
+    buffers: Buffers,
+    // Always empty between calls; its lifetime is re-bound per line by
+    // `Tape::reset`, which keeps the allocation.
+    tape: Tape<'static>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder {
+    pub fn new() -> Self {
+        Decoder {
+            buffers: Buffers::new(4096),
+            tape: Tape(Vec::with_capacity(128)),
+        }
+    }
+
+    /// Decode the message `buf[..len]`. `buf` must extend at least
+    /// [`INPUT_PADDING`] bytes past `len`; those bytes may hold anything and
+    /// are left as they were. The message bytes are rewritten in place.
+    pub fn decode<'a>(
+        &mut self,
+        buf: &'a mut [u8],
+        len: usize,
+    ) -> Result<AccessRecord<'a>, DecodeError> {
+        if buf[..len].first() != Some(&b'{') {
+            return Err(DecodeError::NotAccessLog);
+        }
+        let mut repaired = false;
+        if std::str::from_utf8(&buf[..len]).is_err() {
+            // Validating up front is cheap next to parsing, and a failed
+            // parse must not have rewritten the buffer before the retry.
+            repair_utf8(&mut buf[..len]);
+            repaired = true;
+        }
+        let mut tape: Tape<'a> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
+        let result = match simd_json::fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
+            Ok(()) => read_fields(&tape.0),
+            Err(_) => Err(DecodeError::InvalidJson),
+        };
+        self.tape = tape.reset();
+        result.map(|mut r| {
+            r.repaired_utf8 = repaired;
+            r
+        })
+    }
+}
+
+/// Replace each invalid UTF-8 sequence with `?`, byte for byte, so the
+/// length, and with it every offset, stays the same.
+fn repair_utf8(bytes: &mut [u8]) {
+    let mut at = 0;
+    while at < bytes.len() {
+        match std::str::from_utf8(&bytes[at..]) {
+            Ok(_) => return,
+            Err(e) => {
+                let bad_start = at + e.valid_up_to();
+                let bad_len = e.error_len().unwrap_or(bytes.len() - bad_start);
+                bytes[bad_start..bad_start + bad_len].fill(b'?');
+                at = bad_start + bad_len;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Field {
+    Time,
+    RemoteAddr,
+    Request,
+    Method,
+    Uri,
+    Status,
+    BodyBytesSent,
+    RequestTime,
+    UpstreamStatus,
+    UpstreamAddr,
+    UpstreamResponseTime,
+    Pool,
+    Release,
+    RequestId,
+    UserAgent,
+}
+
+fn field(key: &str) -> Option<Field> {
+    Some(match key {
+        "time" => Field::Time,
+        "remote_addr" => Field::RemoteAddr,
+        "request" => Field::Request,
+        "method" => Field::Method,
+        "uri" => Field::Uri,
+        "status" => Field::Status,
+        "body_bytes_sent" => Field::BodyBytesSent,
+        "request_time" => Field::RequestTime,
+        "upstream_status" => Field::UpstreamStatus,
+        "upstream_addr" => Field::UpstreamAddr,
+        "upstream_response_time" => Field::UpstreamResponseTime,
+        "pool" => Field::Pool,
+        "release" => Field::Release,
+        "request_id" => Field::RequestId,
+        "http_user_agent" => Field::UserAgent,
+        _ => return None,
+    })
+}
+
+/// A scalar as logged: bare number or string. `escape=default` writes `-`
+/// for absent values, which reads as absent here too.
+enum Scalar<'a> {
+    Str(&'a str),
+    U64(u64),
+    F64(f64),
+    Other,
+}
+
+fn scalar<'a>(node: &Node<'a>) -> Scalar<'a> {
+    match node {
+        Node::String(s) if *s == "-" => Scalar::Str(""),
+        Node::String(s) => Scalar::Str(s),
+        Node::Static(s) => {
+            if let Some(u) = s.as_u64() {
+                Scalar::U64(u)
+            } else if let Some(f) = s.as_f64() {
+                Scalar::F64(f)
+            } else {
+                Scalar::Other
+            }
+        }
+        _ => Scalar::Other,
+    }
+}
+
+fn read_fields<'a>(nodes: &[Node<'a>]) -> Result<AccessRecord<'a>, DecodeError> {
+    let Some(Node::Object { len, .. }) = nodes.first() else {
+        return Err(DecodeError::InvalidJson);
+    };
+    let mut rec = AccessRecord::default();
+    let mut status: Option<Result<u16, DecodeError>> = None;
+    let mut i = 1;
+    for _ in 0..*len {
+        let Some(Node::String(key)) = nodes.get(i) else {
+            return Err(DecodeError::InvalidJson);
+        };
+        let value = nodes.get(i + 1).ok_or(DecodeError::InvalidJson)?;
+        i += 1 + node_span(value);
+        let Some(f) = field(key) else { continue };
+        let v = scalar(value);
+        match f {
+            Field::Status => status = Some(parse_status(&v)),
+            Field::BodyBytesSent => rec.body_bytes_sent = as_u64(&v).unwrap_or(0),
+            Field::RequestTime => rec.request_time = as_f64(&v),
+            _ => {
+                let s = match v {
+                    Scalar::Str(s) => s,
+                    _ => "",
+                };
+                match f {
+                    Field::Time => rec.time = s,
+                    Field::RemoteAddr => rec.remote_addr = s,
+                    Field::Request => rec.request = s,
+                    Field::Method => rec.method = s,
+                    Field::Uri => rec.uri = s,
+                    Field::UpstreamStatus => rec.upstream_status = s,
+                    Field::UpstreamAddr => rec.upstream_addr = s,
+                    Field::UpstreamResponseTime => rec.upstream_response_time = s,
+                    Field::Pool => rec.pool = s,
+                    Field::Release => rec.release = s,
+                    Field::RequestId => rec.request_id = s,
+                    Field::UserAgent => rec.http_user_agent = s,
+                    Field::Status | Field::BodyBytesSent | Field::RequestTime => {}
+                }
+            }
+        }
+    }
+    rec.status = status.ok_or(DecodeError::MissingStatus)??;
+    Ok(rec)
+}
+
+/// Number of tape nodes a value occupies, nested values included.
+fn node_span(node: &Node<'_>) -> usize {
+    match node {
+        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
+        _ => 1,
+    }
+}
+
+fn parse_status(v: &Scalar<'_>) -> Result<u16, DecodeError> {
+    let n = match v {
+        Scalar::U64(n) => *n,
+        Scalar::Str("") => return Err(DecodeError::MissingStatus),
+        Scalar::Str(s) => s.parse::<u64>().map_err(|_| DecodeError::BadStatus)?,
+        _ => return Err(DecodeError::BadStatus),
+    };
+    if (100..=599).contains(&n) {
+        Ok(n as u16)
+    } else {
+        Err(DecodeError::BadStatus)
+    }
+}
+
+fn as_u64(v: &Scalar<'_>) -> Option<u64> {
+    match v {
+        Scalar::U64(n) => Some(*n),
+        Scalar::Str(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_f64(v: &Scalar<'_>) -> Option<f64> {
+    match v {
+        Scalar::U64(n) => Some(*n as f64),
+        Scalar::F64(f) => Some(*f),
+        Scalar::Str(s) => s.parse().ok(),
+        Scalar::Other => None,
+    }
+    .filter(|f: &f64| f.is_finite() && *f >= 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn padded(s: &[u8]) -> (Vec<u8>, usize) {
+        let mut v = s.to_vec();
+        let len = v.len();
+        v.resize(len + INPUT_PADDING, 0);
+        (v, len)
+    }
+
+    fn decode(s: &[u8]) -> Result<AccessRecord<'static>, DecodeError> {
+        let (v, len) = padded(s);
+        let buf: &'static mut [u8] = Box::leak(v.into_boxed_slice());
+        Decoder::new().decode(buf, len)
+    }
+
+    #[test]
+    fn escape_json_line() {
+        let r = decode(br#"{"time":"2026-11-05T09:07:03+00:00","status":200,"request_time":0.005,"upstream_status":"500, 200","upstream_addr":"10.0.0.2:3000, 10.0.0.3:3000","pool":"green","release":"g-1","uri":"/a\"b","http_user_agent":""}"#).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.request_time, Some(0.005));
+        assert_eq!(r.upstream_status, "500, 200");
+        assert_eq!(r.pool, "green");
+        assert_eq!(r.uri, "/a\"b");
+        assert_eq!(r.http_user_agent, "");
+        assert!(!r.repaired_utf8);
+    }
+
+    #[test]
+    fn escape_default_dashes_and_quoted_numbers() {
+        let r = decode(br#"{"status":"404","request_time":"0.000","upstream_status":"-","pool":"-","body_bytes_sent":"153"}"#).unwrap();
+        assert_eq!(r.status, 404);
+        assert_eq!(r.request_time, Some(0.0));
+        assert_eq!(r.upstream_status, "");
+        assert_eq!(r.pool, "");
+        assert_eq!(r.body_bytes_sent, 153);
+    }
+
+    #[test]
+    fn malformed_reasons() {
+        assert_eq!(
+            decode(b"2026/11/05 [error] x"),
+            Err(DecodeError::NotAccessLog)
+        );
+        assert_eq!(decode(b"{\"status\":200"), Err(DecodeError::InvalidJson));
+        assert_eq!(
+            decode(b"{\"pool\":\"blue\"}"),
+            Err(DecodeError::MissingStatus)
+        );
+        assert_eq!(
+            decode(b"{\"status\":\"\"}"),
+            Err(DecodeError::MissingStatus)
+        );
+        assert_eq!(decode(b"{\"status\":\"abc\"}"), Err(DecodeError::BadStatus));
+        assert_eq!(decode(b"{\"status\":true}"), Err(DecodeError::BadStatus));
+        assert_eq!(decode(b"{\"status\":20000}"), Err(DecodeError::BadStatus));
+        assert_eq!(decode(b"{\"status\":600}"), Err(DecodeError::BadStatus));
+        assert_eq!(decode(b"{\"status\":-1}"), Err(DecodeError::BadStatus));
+    }
+
+    #[test]
+    fn nested_values_are_skipped() {
+        let r = decode(br#"{"x":{"status":500,"y":[1,{"z":2}]},"status":201}"#).unwrap();
+        assert_eq!(r.status, 201);
+    }
+
+    #[test]
+    fn invalid_utf8_is_repaired_in_place() {
+        let r = decode(b"{\"status\":200,\"uri\":\"/\xFF\xFEa\",\"http_user_agent\":\"\xC3(\"}")
+            .unwrap();
+        assert!(r.repaired_utf8);
+        assert_eq!(r.uri, "/??a");
+        assert_eq!(r.http_user_agent, "?(");
+    }
+
+    #[test]
+    fn decoder_is_reusable_and_leaves_padding_alone() {
+        let mut d = Decoder::new();
+        for i in 0..3u16 {
+            let line = format!("{{\"status\":{}}}", 200 + i);
+            let (mut v, len) = padded(line.as_bytes());
+            v[len..].fill(0xAB);
+            assert_eq!(d.decode(&mut v, len).unwrap().status, 200 + i);
+            assert!(v[len..].iter().all(|&b| b == 0xAB));
+        }
+    }
+}

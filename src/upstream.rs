@@ -1,0 +1,197 @@
+//! Upstream attempts: the tries nginx made for one request.
+//!
+//! `$upstream_status`, `$upstream_addr` and `$upstream_response_time` are
+//! parallel lists. Tries within one pass are separated by `", "`, passes across
+//! an internal redirect by `" : "`; nginx keeps the three lists the same length.
+//! Reading them as one list of attempts is what lets a failure masked by a
+//! retry (`"500, 200"`) count against the pool that failed.
+
+/// How one attempt ended. Every variant but `Success` is an upstream failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Any non-5xx status: the upstream answered.
+    Success,
+    /// 500, 501, 503 or another 5xx the upstream sent.
+    Error5xx,
+    /// 502: connection refused or reset, or a 502 from the app.
+    BadGateway,
+    /// 504: connect or read timeout.
+    Timeout,
+    /// `-`: no response at all (the client gave up first, status 499).
+    NoResponse,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Success,
+        Outcome::Error5xx,
+        Outcome::BadGateway,
+        Outcome::Timeout,
+        Outcome::NoResponse,
+    ];
+
+    /// The `outcome` label of `poolwatch_upstream_attempts_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Error5xx => "error_5xx",
+            Outcome::BadGateway => "bad_gateway",
+            Outcome::Timeout => "timeout",
+            Outcome::NoResponse => "no_response",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn is_failure(self) -> bool {
+        self != Outcome::Success
+    }
+
+    fn from_status(s: &str) -> Outcome {
+        match s.parse::<u16>() {
+            Ok(502) => Outcome::BadGateway,
+            Ok(504) => Outcome::Timeout,
+            Ok(500..=599) => Outcome::Error5xx,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::NoResponse,
+        }
+    }
+}
+
+/// One try at one server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attempt<'a> {
+    /// `host:port`, `unix:/path`, or the `upstream {}` block's name when no
+    /// server was alive (see [`Attempt::is_no_live_upstream`]).
+    pub addr: &'a str,
+    pub outcome: Outcome,
+    /// The status the upstream sent, if it sent one.
+    pub status: Option<u16>,
+    /// `$upstream_response_time` for this try, in seconds.
+    pub response_time: Option<f64>,
+}
+
+impl Attempt<'_> {
+    /// nginx logs the upstream group's name instead of an address when every
+    /// server was marked down: no pool was tried at all.
+    pub fn is_no_live_upstream(&self) -> bool {
+        !self.addr.is_empty() && !self.addr.contains(':')
+    }
+}
+
+/// Iterate the attempts of one record, pairing the three lists by position.
+pub fn attempts<'a>(
+    status: &'a str,
+    addr: &'a str,
+    response_time: &'a str,
+) -> impl Iterator<Item = Attempt<'a>> + 'a {
+    let mut addrs = split(addr);
+    let mut times = split(response_time);
+    split(status).map(move |s| Attempt {
+        addr: addrs.next().unwrap_or(""),
+        outcome: Outcome::from_status(s),
+        status: s.parse().ok(),
+        response_time: times.next().and_then(|t| t.parse().ok()),
+    })
+}
+
+/// Split on `", "` and `" : "`. An empty or `-` list has no elements;
+/// addresses never contain either separator (IPv6 has no spaces).
+fn split(list: &str) -> Split<'_> {
+    let rest = if list.is_empty() || list == "-" {
+        ""
+    } else {
+        list
+    };
+    Split {
+        rest,
+        done: rest.is_empty(),
+    }
+}
+
+struct Split<'a> {
+    rest: &'a str,
+    done: bool,
+}
+
+impl<'a> Iterator for Split<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.done {
+            return None;
+        }
+        let b = self.rest.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b',' && b.get(i + 1) == Some(&b' ') {
+                let item = &self.rest[..i];
+                self.rest = &self.rest[i + 2..];
+                return Some(item);
+            }
+            if b[i] == b' ' && b.get(i + 1) == Some(&b':') && b.get(i + 2) == Some(&b' ') {
+                let item = &self.rest[..i];
+                self.rest = &self.rest[i + 3..];
+                return Some(item);
+            }
+            i += 1;
+        }
+        self.done = true;
+        Some(self.rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcomes(s: &str) -> Vec<Outcome> {
+        attempts(s, "", "").map(|a| a.outcome).collect()
+    }
+
+    #[test]
+    fn retry_lists() {
+        use Outcome::*;
+        assert_eq!(outcomes("500, 200"), [Error5xx, Success]);
+        assert_eq!(outcomes("504, 200"), [Timeout, Success]);
+        assert_eq!(outcomes("502, 200"), [BadGateway, Success]);
+        assert_eq!(outcomes("500, 502"), [Error5xx, BadGateway]);
+        assert_eq!(outcomes("404 : 200"), [Success, Success]);
+        assert_eq!(outcomes("-"), Vec::<Outcome>::new());
+        assert_eq!(outcomes(""), Vec::<Outcome>::new());
+        assert_eq!(outcomes("504, -"), [Timeout, NoResponse]);
+    }
+
+    #[test]
+    fn lists_pair_by_position() {
+        let a: Vec<_> = attempts(
+            "500, 200 : 404",
+            "10.0.0.2:3000, [::1]:3000 : unix:/run/app.sock",
+            "0.010, 0.002 : -",
+        )
+        .collect();
+        assert_eq!(a.len(), 3);
+        assert_eq!(a[0].addr, "10.0.0.2:3000");
+        assert_eq!(a[0].status, Some(500));
+        assert_eq!(a[0].response_time, Some(0.010));
+        assert_eq!(a[1].addr, "[::1]:3000");
+        assert_eq!(a[2].addr, "unix:/run/app.sock");
+        assert_eq!(a[2].response_time, None);
+        assert!(a.iter().all(|a| !a.is_no_live_upstream()));
+    }
+
+    #[test]
+    fn upstream_group_name_means_no_live_upstream() {
+        let a: Vec<_> = attempts("502", "backend", "0.000").collect();
+        assert!(a[0].is_no_live_upstream());
+    }
+
+    #[test]
+    fn shorter_parallel_lists_do_not_panic() {
+        let a: Vec<_> = attempts("500, 200", "x:1", "").collect();
+        assert_eq!(a[1].addr, "");
+        assert_eq!(a[1].response_time, None);
+    }
+}
