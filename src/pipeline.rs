@@ -206,27 +206,35 @@ impl Pipeline {
         if r.repaired_utf8 {
             t.invalid_utf8 += 1;
         }
-        let serving = self.pools.classify(r.pool);
+        let attempts = || upstream::attempts(r.upstream_status, r.upstream_addr, "");
+        let tried = attempts().filter(|a| !a.is_no_live_upstream()).count();
+        let no_live = attempts().any(|a| a.is_no_live_upstream());
+        // When nginx ends on "no live upstream" it answers itself: the pool
+        // header then names an earlier try, not who served the client.
+        let ends_no_live = attempts().last().is_some_and(|a| a.is_no_live_upstream());
+        let serving = if ends_no_live {
+            self.pools.none()
+        } else {
+            self.pools.classify(r.pool)
+        };
         let unknown = self.pools.unknown();
         let class = usize::from(r.status / 100).clamp(1, 5) - 1;
-        let client_5xx = r.status >= 500;
         let seconds = r.request_time.unwrap_or(0.0);
         let final_obs = Observation {
-            flags: window::FINAL | if client_5xx { window::CLIENT_5XX } else { 0 },
+            flags: window::FINAL
+                | if r.status >= 500 {
+                    window::CLIENT_5XX
+                } else {
+                    0
+                },
             latency_us: (seconds * 1e6).min(f64::from(u32::MAX)) as u32,
         };
 
-        let n = upstream::attempts(r.upstream_status, r.upstream_addr, "").count();
         let mut first_pool = None;
         let mut last_pool = None;
-        let mut no_live = false;
         let mut final_pushed = false;
-        for (i, a) in upstream::attempts(r.upstream_status, r.upstream_addr, "").enumerate() {
-            if a.is_no_live_upstream() {
-                no_live = true;
-                continue;
-            }
-            let last = i + 1 == n;
+        for (i, a) in attempts().filter(|a| !a.is_no_live_upstream()).enumerate() {
+            let last = i + 1 == tried && !ends_no_live;
             // The pool header is that of the last response nginx received.
             // Only a last attempt that plainly answered (not a refused
             // connection or a timeout, which leave the header of an earlier
@@ -264,7 +272,7 @@ impl Pipeline {
             t.no_live_upstream += 1;
         }
         if let (Some(from), Some(to)) = (first_pool, last_pool)
-            && n > 1
+            && tried > 1
         {
             t.retried[from][to] += 1;
         }
@@ -359,6 +367,22 @@ mod tests {
         assert_eq!(p.totals.no_live_upstream, 1);
         assert_eq!(p.windows[none].count.sums().client_5xx, 1);
         assert_eq!(p.serving_pool(), None);
+    }
+
+    #[test]
+    fn no_live_upstream_after_a_try_is_served_by_nginx() {
+        let mut p = pipeline();
+        feed(&mut p, &line(200, "200", GREEN, "green")).unwrap();
+        feed(
+            &mut p,
+            &line(502, "500, 502", &format!("{GREEN}, backend"), "green"),
+        )
+        .unwrap();
+        let none = p.pools.none();
+        assert_eq!(p.totals.requests[none][4], 1);
+        assert_eq!(p.totals.attempts[1][Outcome::Error5xx.index()], 1);
+        assert_eq!(p.totals.no_live_upstream, 1);
+        assert!(p.totals.retried.iter().flatten().all(|&n| n == 0));
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! value is `""`, with `escape=default` it is `"-"`; numbers may be bare or
 //! quoted; and bytes ≥ 0x80 pass through raw, so a line may be invalid UTF-8.
 //! Such a line is repaired in place (each invalid byte becomes `?`, keeping the
-//! length) and decoded again rather than lost.
+//! length) rather than lost. `escape=default` is not JSON at all where it
+//! escapes (`\x22` for a quote, `\xC3\xA9` for é): those escapes are rewritten
+//! in place into JSON before parsing. Both repairs run only on lines that
+//! need them, found by a scan the common line passes in one pass.
 
 use simd_json::prelude::*;
 use simd_json::{Buffers, Node, Tape};
@@ -101,6 +104,11 @@ impl Decoder {
         if buf[..len].first() != Some(&b'{') {
             return Err(DecodeError::NotAccessLog);
         }
+        let len = if has_hex_escape(&buf[..len]) {
+            rewrite_hex_escapes(&mut buf[..len])
+        } else {
+            len
+        };
         let mut repaired = false;
         if std::str::from_utf8(&buf[..len]).is_err() {
             // Validating up front is cheap next to parsing, and a failed
@@ -119,6 +127,69 @@ impl Decoder {
             r
         })
     }
+}
+
+/// Does the line use `escape=default`'s `\xHH`? In JSON a backslash is
+/// always followed by one of `"\\/bfnrtu`, so a `\x` pair cannot be valid JSON.
+fn has_hex_escape(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(p) = bytes[i..].iter().position(|&b| b == b'\\') {
+        let at = i + p;
+        if bytes.get(at + 1) == Some(&b'x') {
+            return true;
+        }
+        i = at + 2;
+        if i >= bytes.len() {
+            return false;
+        }
+    }
+    false
+}
+
+/// Rewrite `\xHH` escapes into JSON, in place; returns the new length.
+/// Every replacement is no longer than the escape, so the write position
+/// never overtakes the read position: a quote or backslash becomes its
+/// two-byte JSON escape, a byte ≥ 0x80 becomes itself (UTF-8 is checked
+/// afterwards), a control byte becomes `\t`, `\n`, `\r` or `?`.
+fn rewrite_hex_escapes(bytes: &mut [u8]) -> usize {
+    let (mut r, mut w) = (0, 0);
+    while r < bytes.len() {
+        let b = bytes[r];
+        if b == b'\\' && r + 1 < bytes.len() {
+            let hex = bytes
+                .get(r + 2..r + 4)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (bytes[r + 1], hex) {
+                (b'x', Some(v)) => {
+                    let (out, n): ([u8; 2], usize) = match v {
+                        b'"' => (*b"\\\"", 2),
+                        b'\\' => (*b"\\\\", 2),
+                        b'\t' => (*b"\\t", 2),
+                        b'\n' => (*b"\\n", 2),
+                        b'\r' => (*b"\\r", 2),
+                        0..=0x1F | 0x7F => ([b'?', 0], 1),
+                        _ => ([v, 0], 1),
+                    };
+                    bytes[w..w + n].copy_from_slice(&out[..n]);
+                    w += n;
+                    r += 4;
+                }
+                _ => {
+                    // A JSON escape: keep both bytes.
+                    bytes[w] = b;
+                    bytes[w + 1] = bytes[r + 1];
+                    w += 2;
+                    r += 2;
+                }
+            }
+        } else {
+            bytes[w] = b;
+            w += 1;
+            r += 1;
+        }
+    }
+    w
 }
 
 /// Replace each invalid UTF-8 sequence with `?`, byte for byte, so the
@@ -349,6 +420,21 @@ mod tests {
         assert_eq!(decode(b"{\"status\":20000}"), Err(DecodeError::BadStatus));
         assert_eq!(decode(b"{\"status\":600}"), Err(DecodeError::BadStatus));
         assert_eq!(decode(b"{\"status\":-1}"), Err(DecodeError::BadStatus));
+    }
+
+    #[test]
+    fn escape_default_hex_escapes_become_json() {
+        let r = decode(br#"{"status":200,"http_user_agent":"say \x22hi\x22 \x5C caf\xC3\xA9\x09\x01\x41","uri":"/a\\xb"}"#).unwrap();
+        assert_eq!(r.http_user_agent, "say \"hi\" \\ caf\u{e9}\t?A");
+        assert!(!r.repaired_utf8);
+        // A JSON-escaped backslash before an x is not a hex escape.
+        assert_eq!(r.uri, "/a\\xb");
+        let r = decode(br#"{"status":200,"uri":"/\xFF"}"#).unwrap();
+        assert!(r.repaired_utf8);
+        assert_eq!(r.uri, "/?");
+        assert!(has_hex_escape(br#"{"a":"\x"}"#));
+        assert!(!has_hex_escape(br#"{"a":"\\x"}"#));
+        assert!(!has_hex_escape(b"{\"a\":\"\\"));
     }
 
     #[test]
