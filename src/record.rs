@@ -289,6 +289,11 @@ fn read_fields<'a>(nodes: &[Node<'a>]) -> Result<AccessRecord<'a>, DecodeError> 
         let value = nodes.get(i + 1).ok_or(DecodeError::InvalidJson)?;
         i += 1 + node_span(value);
         let Some(f) = field(key) else { continue };
+        if let (Field::UpstreamStatus, Node::String(s)) = (f, value) {
+            // "-" is a real element here (no response), not an absent value.
+            rec.upstream_status = s;
+            continue;
+        }
         let v = scalar(value);
         match f {
             Field::Status => status = Some(parse_status(&v)),
@@ -395,7 +400,8 @@ mod tests {
         let r = decode(br#"{"status":"404","request_time":"0.000","upstream_status":"-","pool":"-","body_bytes_sent":"153"}"#).unwrap();
         assert_eq!(r.status, 404);
         assert_eq!(r.request_time, Some(0.0));
-        assert_eq!(r.upstream_status, "");
+        // Kept as logged: in upstream_status "-" is an element (no response).
+        assert_eq!(r.upstream_status, "-");
         assert_eq!(r.pool, "");
         assert_eq!(r.body_bytes_sent, 153);
     }

@@ -82,32 +82,36 @@ impl Attempt<'_> {
 }
 
 /// Iterate the attempts of one record, pairing the three lists by position.
+///
+/// The address list decides how many attempts there were: a status of `-`
+/// is an attempt that got no response (a 499 logs `"-"` beside blue's
+/// address), while `-` as the whole address list is `escape=default`'s way
+/// of saying nginx tried no server.
 pub fn attempts<'a>(
     status: &'a str,
     addr: &'a str,
     response_time: &'a str,
 ) -> impl Iterator<Item = Attempt<'a>> + 'a {
-    let mut addrs = split(addr);
+    let mut statuses = split(status);
     let mut times = split(response_time);
-    split(status).map(move |s| Attempt {
-        addr: addrs.next().unwrap_or(""),
-        outcome: Outcome::from_status(s),
-        status: s.parse().ok(),
-        response_time: times.next().and_then(|t| t.parse().ok()),
+    let addrs = if addr == "-" { split("") } else { split(addr) };
+    addrs.map(move |addr| {
+        let s = statuses.next().unwrap_or("");
+        Attempt {
+            addr,
+            outcome: Outcome::from_status(s),
+            status: s.parse().ok(),
+            response_time: times.next().and_then(|t| t.parse().ok()),
+        }
     })
 }
 
-/// Split on `", "` and `" : "`. An empty or `-` list has no elements;
-/// addresses never contain either separator (IPv6 has no spaces).
+/// Split on `", "` and `" : "`. An empty list has no elements; addresses
+/// never contain either separator (IPv6 has no spaces).
 fn split(list: &str) -> Split<'_> {
-    let rest = if list.is_empty() || list == "-" {
-        ""
-    } else {
-        list
-    };
     Split {
-        rest,
-        done: rest.is_empty(),
+        rest: list,
+        done: list.is_empty(),
     }
 }
 
@@ -148,7 +152,9 @@ mod tests {
     use super::*;
 
     fn outcomes(s: &str) -> Vec<Outcome> {
-        attempts(s, "", "").map(|a| a.outcome).collect()
+        let n = s.split([',', ':']).count();
+        let addrs = vec!["10.0.0.2:3000"; n].join(", ");
+        attempts(s, &addrs, "").map(|a| a.outcome).collect()
     }
 
     #[test]
@@ -159,9 +165,11 @@ mod tests {
         assert_eq!(outcomes("502, 200"), [BadGateway, Success]);
         assert_eq!(outcomes("500, 502"), [Error5xx, BadGateway]);
         assert_eq!(outcomes("404 : 200"), [Success, Success]);
-        assert_eq!(outcomes("-"), Vec::<Outcome>::new());
-        assert_eq!(outcomes(""), Vec::<Outcome>::new());
+        assert_eq!(outcomes("-"), [NoResponse]);
         assert_eq!(outcomes("504, -"), [Timeout, NoResponse]);
+        assert_eq!(attempts("", "", "").count(), 0);
+        // escape=default writes "-" for every absent value.
+        assert_eq!(attempts("-", "-", "-").count(), 0);
     }
 
     #[test]
@@ -190,8 +198,9 @@ mod tests {
 
     #[test]
     fn shorter_parallel_lists_do_not_panic() {
-        let a: Vec<_> = attempts("500, 200", "x:1", "").collect();
-        assert_eq!(a[1].addr, "");
+        let a: Vec<_> = attempts("500", "x:1, y:1", "").collect();
+        assert_eq!(a[1].outcome, Outcome::NoResponse);
         assert_eq!(a[1].response_time, None);
+        assert_eq!(attempts("500, 200", "x:1", "").count(), 1);
     }
 }
