@@ -1,0 +1,178 @@
+//! Real nginx (Debian's package, the shipped template) in front of two
+//! demo-app upstreams, logging over syslog UDP to the real poolwatch. The
+//! counts poolwatch reports must be exactly the requests made, masked
+//! failures included, and its scrape must pass `promtool check metrics`.
+//!
+//! Slow (it waits out nginx's fail_timeout and a read timeout): run alone
+//! with `cargo test --test nginx_e2e`.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::poolwatch::Poolwatch;
+use common::{DemoApp, Nginx, NginxOpts, SyslogTarget, header, wait_until};
+
+/// promtool from Prometheus's Debian package (installed by scripts/test).
+fn promtool() -> String {
+    std::env::var("PROMTOOL_BIN").unwrap_or_else(|_| "promtool".into())
+}
+
+/// nginx keeps a failed server out for fail_timeout (1 s here) measured on
+/// its whole-second clock, so it can take up to 2 s to be tried again.
+const FAIL_TIMEOUT_PASSED: Duration = Duration::from_millis(2100);
+
+#[test]
+fn nginx_traffic_is_counted_exactly_and_scrapes_cleanly() {
+    let pw = Poolwatch::start(&[]);
+    let chaos_env = [("CHAOS_TIMEOUT_SEC", "4")];
+    let blue = DemoApp::start_with_env("blue", "blue-v1", &chaos_env);
+    let green = DemoApp::start_with_env("green", "green-v1", &chaos_env);
+    let nginx = Nginx::start(
+        NginxOpts::new(
+            "blue",
+            &blue.addr(),
+            &green.addr(),
+            SyslogTarget::Udp(pw.udp.clone()),
+        )
+        // A shorter fail_timeout keeps the test quick; a location nginx
+        // answers itself gives the "no pool served" case.
+        .with_edit(|conf| {
+            conf.replace("fail_timeout=5s", "fail_timeout=1s").replacen(
+                "location / {",
+                "location = /missing { return 404; }\n        location / {",
+                1,
+            )
+        }),
+    );
+    let served_by = |path: &str| {
+        let (status, headers, _) = nginx.get(path);
+        (
+            status,
+            header(&headers, "x-app-pool").unwrap_or("").to_string(),
+        )
+    };
+
+    for _ in 0..10 {
+        assert_eq!(served_by("/version"), (200, "blue".into()));
+    }
+    // Blue fails with a 500: nginx retries on green in the same request.
+    blue.chaos(Some("error"));
+    assert_eq!(served_by("/version"), (200, "green".into()));
+    blue.chaos(None);
+    std::thread::sleep(FAIL_TIMEOUT_PASSED);
+    // Blue hangs: nginx times out after proxy_read_timeout and retries.
+    blue.chaos(Some("timeout"));
+    assert_eq!(served_by("/version"), (200, "green".into()));
+    blue.chaos(None);
+    std::thread::sleep(FAIL_TIMEOUT_PASSED);
+    assert_eq!(served_by("/missing").0, 404);
+    for _ in 0..5 {
+        assert_eq!(served_by("/version"), (200, "blue".into()));
+    }
+
+    let total = 18.0;
+    let mut m = pw.metrics();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            m = pw.metrics();
+            m.sum("poolwatch_requests_total", &[]) >= total
+        }),
+        "poolwatch saw {} of {total} requests",
+        m.sum("poolwatch_requests_total", &[])
+    );
+    // Nothing extra arrives later.
+    std::thread::sleep(Duration::from_millis(300));
+    let m = pw.metrics();
+    assert_eq!(m.sum("poolwatch_requests_total", &[]), total);
+    assert_eq!(m.get("poolwatch_ingest_datagrams_total"), total);
+    assert_eq!(m.sum("poolwatch_ingest_malformed_total", &[]), 0.0);
+    let req = |p: &str, c: &str| {
+        m.get(&format!(
+            "poolwatch_requests_total{{pool=\"{p}\",status_class=\"{c}\"}}"
+        ))
+    };
+    assert_eq!(req("blue", "2xx"), 15.0);
+    assert_eq!(req("green", "2xx"), 2.0);
+    assert_eq!(req("none", "4xx"), 1.0);
+    let att = |p: &str, o: &str| {
+        m.get(&format!(
+            "poolwatch_upstream_attempts_total{{pool=\"{p}\",outcome=\"{o}\"}}"
+        ))
+    };
+    assert_eq!(att("blue", "success"), 15.0);
+    assert_eq!(att("blue", "error_5xx"), 1.0);
+    assert_eq!(att("blue", "timeout"), 1.0);
+    assert_eq!(att("green", "success"), 2.0);
+    assert_eq!(m.sum("poolwatch_upstream_attempts_total", &[]), 19.0);
+    assert_eq!(
+        m.get("poolwatch_retried_requests_total{from=\"blue\",to=\"green\"}"),
+        2.0
+    );
+    assert_eq!(m.get("poolwatch_serving_pool{pool=\"blue\"}"), 1.0);
+    assert_eq!(
+        m.get("poolwatch_request_duration_seconds_count{pool=\"green\"}"),
+        2.0
+    );
+    // The timed-out retry took at least the 2 s read timeout.
+    assert_eq!(
+        m.get("poolwatch_request_duration_seconds_bucket{pool=\"green\",le=\"1.5\"}"),
+        1.0
+    );
+
+    let state = pw.state();
+    assert_eq!(state["serving_pool"], "blue");
+    let pool = |name: &str| {
+        state["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pool"] == name)
+            .unwrap()
+            .clone()
+    };
+    // Blue's window holds the failures the retries hid from clients.
+    assert_eq!(pool("blue")["count_window"]["attempts"], 17);
+    assert_eq!(pool("blue")["count_window"]["failures"], 2);
+    assert_eq!(pool("blue")["count_window"]["client_5xx"], 0);
+    assert_eq!(pool("green")["count_window"]["requests"], 2);
+    let addrs = state["addresses"].as_array().unwrap();
+    for (addr, name) in [(blue.addr(), "blue"), (green.addr(), "green")] {
+        assert!(
+            addrs.iter().any(|a| a["addr"] == addr.as_str()
+                && a["pool"] == name
+                && a["source"] == "learned"),
+            "{addr} → {name} not learned: {addrs:?}"
+        );
+    }
+
+    // The scrape passes Prometheus's own linter.
+    let text = pw.metrics_text();
+    let mut child = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool (installed by scripts/test)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool failed: {report}");
+    assert_eq!(
+        report.trim(),
+        "",
+        "promtool check metrics reported problems"
+    );
+}
