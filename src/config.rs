@@ -11,11 +11,16 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use crate::alert::delivery::{DeliveryConfig, Secret, check_webhook_url};
 use crate::pipeline::PipelineConfig;
 use crate::pools::PoolSet;
+use crate::rules::RulesConfig;
 
 const ABOUT: &str = "Watch a blue/green nginx pair through its syslog access log.";
 
@@ -47,6 +52,15 @@ pub struct Cli {
     pub pipeline: PipelineArgs,
 
     #[command(flatten)]
+    pub rules: RulesArgs,
+
+    #[command(flatten)]
+    pub alerts: AlertArgs,
+
+    #[command(flatten)]
+    pub admin: AdminArgs,
+
+    #[command(flatten)]
     pub log: LogArgs,
 }
 
@@ -54,9 +68,19 @@ pub struct Cli {
 pub enum Command {
     /// Run the receiver (the default when no subcommand is given).
     Run,
-    /// Run the same pipeline over saved log lines and print a per-pool
-    /// summary: for backtesting thresholds and measuring decode speed.
+    /// Run the same pipeline and rules over saved log lines: print the
+    /// notifications that would have fired and a per-pool summary. For
+    /// backtesting thresholds and measuring decode speed.
     Replay(ReplayArgs),
+    /// Turn maintenance mode on or off in a running poolwatch (through its
+    /// HTTP API), or show it.
+    Maintenance(MaintenanceArgs),
+    /// Send one sample notification through the configured sink (Slack, or
+    /// stdout without SLACK_WEBHOOK_URL); exits non-zero with the reason if
+    /// delivery fails.
+    AlertTest,
+    /// Send realistic nginx syslog datagrams to a receiver.
+    Loadgen(crate::loadgen::LoadgenArgs),
 }
 
 /// Where the receiver listens.
@@ -161,6 +185,262 @@ pub struct PipelineArgs {
         global = true
     )]
     pub serving_window: u32,
+}
+
+/// When to raise and resolve incidents; shared by `run` and `replay`.
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct RulesArgs {
+    /// The pool nginx prefers (its non-backup server). Failures there with
+    /// the other pool serving are a failover. Must be one of POOLS.
+    #[arg(
+        long,
+        env = "ACTIVE_POOL",
+        value_name = "ACTIVE_POOL",
+        default_value = "blue",
+        global = true
+    )]
+    pub active_pool: String,
+
+    /// Percent of failed upstream attempts in a pool's count window above
+    /// which it is alerted on (strictly greater; 0 to 100). Also the client
+    /// 5xx rate at which users are considered to be seeing errors.
+    #[arg(
+        long,
+        env = "ERROR_RATE_THRESHOLD",
+        value_name = "ERROR_RATE_THRESHOLD",
+        default_value_t = 2.0,
+        value_parser = parse_percent,
+        global = true
+    )]
+    pub error_rate_threshold: f64,
+
+    /// Attempts a window must hold before its error rate counts, so the
+    /// first failure of a quiet pool is not "100 %" (1 to 1000000).
+    #[arg(
+        long,
+        env = "ERROR_RATE_MIN_REQUESTS",
+        value_name = "ERROR_RATE_MIN_REQUESTS",
+        default_value_t = 50,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000),
+        global = true
+    )]
+    pub error_rate_min_requests: u64,
+
+    /// Seconds the primary must serve without failures before a failover
+    /// counts as recovered (and a rate must stay low before its incident
+    /// resolves); 0 to 3600.
+    #[arg(
+        long,
+        env = "RECOVERY_CONFIRM_SEC",
+        value_name = "RECOVERY_CONFIRM_SEC",
+        default_value_t = 5.0,
+        value_parser = parse_seconds,
+        global = true
+    )]
+    pub recovery_confirm_sec: f64,
+
+    /// Repeat notifications of an incident that stays open at most this
+    /// often, in seconds (0 to 86400).
+    #[arg(
+        long,
+        env = "ALERT_COOLDOWN_SEC",
+        value_name = "ALERT_COOLDOWN_SEC",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(0..=86_400),
+        global = true
+    )]
+    pub alert_cooldown_sec: u64,
+
+    /// Base URL of RUNBOOK.md; each notification links to its section
+    /// (`RUNBOOK_URL#failover`, ...).
+    #[arg(long, env = "RUNBOOK_URL", value_name = "RUNBOOK_URL", global = true)]
+    pub runbook_url: Option<String>,
+}
+
+/// How notifications are delivered.
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct AlertArgs {
+    /// Slack incoming-webhook URL. Without it, notifications are printed on
+    /// stdout, one JSON object per line. A secret: never logged or shown.
+    #[arg(
+        long,
+        env = "SLACK_WEBHOOK_URL",
+        value_name = "SLACK_WEBHOOK_URL",
+        hide_env_values = true,
+        value_parser = parse_webhook,
+        global = true
+    )]
+    pub slack_webhook_url: Option<Secret>,
+
+    /// Notifications that may wait for delivery; beyond that they are
+    /// dropped, counted and logged (1 to 100000).
+    #[arg(
+        long,
+        env = "ALERT_QUEUE_SIZE",
+        value_name = "ALERT_QUEUE_SIZE",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..=100_000),
+        global = true
+    )]
+    pub alert_queue_size: u32,
+
+    /// Seconds one webhook request may take (1 to 300).
+    #[arg(
+        long,
+        env = "ALERT_TIMEOUT_SEC",
+        value_name = "ALERT_TIMEOUT_SEC",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=300),
+        global = true
+    )]
+    pub alert_timeout_sec: u64,
+
+    /// Seconds to keep retrying a notification through 5xx, timeouts and
+    /// connection errors before giving up (1 to 86400).
+    #[arg(
+        long,
+        env = "ALERT_RETRY_FOR_SEC",
+        value_name = "ALERT_RETRY_FOR_SEC",
+        default_value_t = 600,
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
+        global = true
+    )]
+    pub alert_retry_for_sec: u64,
+
+    /// On shutdown, seconds queued notifications may still take (0 to 600).
+    #[arg(
+        long,
+        env = "ALERT_DRAIN_SEC",
+        value_name = "ALERT_DRAIN_SEC",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(0..=600),
+        global = true
+    )]
+    pub alert_drain_sec: u64,
+}
+
+impl AlertArgs {
+    /// Check the webhook URL without ever printing it.
+    pub fn validate(&self) -> Result<(), String> {
+        match &self.slack_webhook_url {
+            Some(url) => check_webhook_url(url).map_err(|e| {
+                format!(
+                    "invalid value for SLACK_WEBHOOK_URL (--slack-webhook-url): {e}; accepted: an \
+                     https:// Slack incoming-webhook URL (the value is not shown)"
+                )
+            }),
+            None => Ok(()),
+        }
+    }
+
+    pub fn delivery_config(&self) -> DeliveryConfig {
+        DeliveryConfig {
+            webhook: self.slack_webhook_url.clone(),
+            queue_size: self.alert_queue_size as usize,
+            timeout: Duration::from_secs(self.alert_timeout_sec),
+            max_retry_for: Duration::from_secs(self.alert_retry_for_sec),
+            drain_deadline: Duration::from_secs(self.alert_drain_sec),
+            ..DeliveryConfig::default()
+        }
+    }
+}
+
+/// Maintenance mode and the admin API.
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct AdminArgs {
+    /// Start in maintenance mode (true/false): failover, switch and
+    /// error-rate notifications are held back until it is turned off.
+    #[arg(
+        long,
+        env = "MAINTENANCE_MODE",
+        value_name = "MAINTENANCE_MODE",
+        default_value = "false",
+        action = ArgAction::Set,
+        value_parser = BoolishValueParser::new()
+    )]
+    pub maintenance_mode: bool,
+
+    /// A flag file: maintenance is on while it exists (its contents are the
+    /// reason). Checked every second.
+    #[arg(long, env = "MAINTENANCE_FILE", value_name = "MAINTENANCE_FILE")]
+    pub maintenance_file: Option<PathBuf>,
+
+    /// Token the HTTP API requires (`Authorization: Bearer TOKEN`) to change
+    /// state. Without it, only loopback clients may. A secret.
+    #[arg(
+        long,
+        env = "ADMIN_TOKEN",
+        value_name = "ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<Secret>,
+}
+
+/// `poolwatch maintenance …`
+#[derive(Args, Debug, Clone)]
+pub struct MaintenanceArgs {
+    #[command(subcommand)]
+    pub action: MaintenanceAction,
+
+    /// Base URL of the running poolwatch's HTTP API.
+    #[arg(
+        long,
+        env = "POOLWATCH_URL",
+        value_name = "POOLWATCH_URL",
+        default_value = "http://127.0.0.1:9514"
+    )]
+    pub url: String,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum MaintenanceAction {
+    /// Hold back failover, switch and error-rate notifications.
+    On {
+        /// How long, e.g. 30m, 2h, 90s; without it, until turned off.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Why, for the people reading the channel.
+        #[arg(long)]
+        reason: String,
+        /// Who; defaults to $USER.
+        #[arg(long, env = "USER", hide_env_values = true)]
+        by: Option<String>,
+    },
+    /// End maintenance now.
+    Off {
+        /// Who; defaults to $USER.
+        #[arg(long, env = "USER", hide_env_values = true)]
+        by: Option<String>,
+    },
+    /// Show whether maintenance is on.
+    Status,
+}
+
+/// Parse `30m`, `2h`, `90s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|_| "accepted: a duration such as 90s, 30m or 2h".to_string())
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err("accepted: a percentage from 0 to 100, such as 2.0".into()),
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=3600.0).contains(&v) => Ok(v),
+        _ => Err("accepted: seconds from 0 to 3600, such as 5 or 0.5".into()),
+    }
+}
+
+/// Checked later by [`AlertArgs::validate`]: clap would repeat a rejected
+/// value in its error, and this one is a secret.
+fn parse_webhook(s: &str) -> Result<Secret, String> {
+    Ok(Secret::new(s.trim()))
 }
 
 #[derive(Args, Debug, Clone, Serialize)]
@@ -301,6 +581,33 @@ impl PipelineArgs {
     }
 }
 
+impl RulesArgs {
+    /// Check `ACTIVE_POOL` against the pools and build the rules settings.
+    pub fn rules_config(&self, pipeline: &PipelineConfig) -> Result<RulesConfig, String> {
+        let active_pool = pipeline.pools.find(&self.active_pool).ok_or_else(|| {
+            format!(
+                "invalid value '{}' for ACTIVE_POOL (--active-pool); accepted: one of POOLS ({})",
+                self.active_pool,
+                pipeline
+                    .pools
+                    .labels()
+                    .take(pipeline.pools.known())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        Ok(RulesConfig {
+            active_pool,
+            error_rate_threshold: self.error_rate_threshold,
+            error_rate_min_requests: self.error_rate_min_requests,
+            recovery_confirm_secs: self.recovery_confirm_sec,
+            window_size: pipeline.window_size,
+            window_seconds: pipeline.window_seconds,
+            runbook_url: self.runbook_url.clone(),
+        })
+    }
+}
+
 /// Load `.env` from the working directory, if present, without overriding
 /// variables already set.
 pub fn load_dotenv() -> Result<(), String> {
@@ -358,6 +665,59 @@ mod tests {
             Cli::try_parse_from(["poolwatch", "--pool-addrs", "green=10.0.0.3:3000"]).unwrap();
         let cfg = cli.pipeline.pipeline_config().unwrap();
         assert_eq!(cfg.configured_addrs, [("10.0.0.3:3000".to_string(), 1)]);
+    }
+
+    #[test]
+    fn alert_settings() {
+        let cli = Cli::try_parse_from(["poolwatch"]).unwrap();
+        assert_eq!(cli.rules.error_rate_threshold, 2.0);
+        assert_eq!(cli.rules.alert_cooldown_sec, 300);
+        assert!(!cli.admin.maintenance_mode);
+        assert!(cli.alerts.slack_webhook_url.is_none());
+        let cli = Cli::try_parse_from(["poolwatch", "--maintenance-mode", "yes"]).unwrap();
+        assert!(cli.admin.maintenance_mode);
+        let err = Cli::try_parse_from(["poolwatch", "--maintenance-mode", "maybe"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MAINTENANCE_MODE"), "{err}");
+        let cli =
+            Cli::try_parse_from(["poolwatch", "--slack-webhook-url", "ftp://x/T/secret"]).unwrap();
+        let err = cli.alerts.validate().unwrap_err();
+        assert!(
+            err.contains("SLACK_WEBHOOK_URL") && !err.contains("secret"),
+            "{err}"
+        );
+        let err = Cli::try_parse_from(["poolwatch", "--error-rate-threshold", "150"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ERROR_RATE_THRESHOLD") && err.contains("0 to 100"),
+            "{err}"
+        );
+        let cli = Cli::try_parse_from(["poolwatch", "--active-pool", "red"]).unwrap();
+        let p = cli.pipeline.pipeline_config().unwrap();
+        let err = cli.rules.rules_config(&p).unwrap_err();
+        assert!(
+            err.contains("ACTIVE_POOL") && err.contains("blue, green"),
+            "{err}"
+        );
+        let cli = Cli::try_parse_from([
+            "poolwatch",
+            "maintenance",
+            "on",
+            "--for",
+            "30m",
+            "--reason",
+            "x",
+        ])
+        .unwrap();
+        let Some(Command::Maintenance(m)) = cli.command else {
+            panic!()
+        };
+        let MaintenanceAction::On { duration, .. } = m.action else {
+            panic!()
+        };
+        assert_eq!(duration, Some(Duration::from_secs(1800)));
     }
 
     #[test]

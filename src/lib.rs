@@ -7,16 +7,24 @@
 //! [`pipeline`] ties those steps together. [`metrics`] and [`http`] publish
 //! the result; [`receiver`] and [`replay`] are the two ways to run it.
 
+pub mod admin_client;
+pub mod alert;
+pub mod alert_test;
+pub mod alerting;
 pub mod config;
 pub mod http;
 pub mod ingest;
+pub mod loadgen;
 pub mod logtime;
+pub mod maintenance;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod pools;
 pub mod receiver;
 pub mod record;
 pub mod replay;
+pub mod rules;
 pub mod state;
 pub mod syslog;
 pub mod upstream;

@@ -1,9 +1,9 @@
 //! Log time: nginx's `$time_iso8601` and `$time_local`, as seconds since the
-//! Unix epoch.
+//! Unix epoch, and back to RFC 3339 for messages.
 //!
-//! Only replay needs it (live windows run on the receive clock), and only
-//! these two fixed layouts, so a small exact parser does the job without a
-//! calendar library.
+//! Only replay reads log time (live windows run on the receive clock), and
+//! only these two fixed layouts, so a small exact parser does the job
+//! without a calendar library.
 
 /// Parse `2026-11-05T09:07:03+00:00` (fraction and `Z` allowed) or
 /// `05/Nov/2026:09:07:03 +0000`.
@@ -33,6 +33,28 @@ pub fn parse(s: &str) -> Option<i64> {
         return epoch(y, mo, d, h, mi, se).map(|t| t - offset(&b[21..], false).unwrap_or(0));
     }
     None
+}
+
+/// Format Unix seconds as `2026-11-05T09:07:03Z`.
+pub fn format_rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days, after H. Hinnant.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn num(b: &[u8], at: usize, len: usize) -> Option<i64> {
@@ -90,6 +112,18 @@ mod tests {
     fn time_local_form() {
         assert_eq!(parse("05/Nov/2026:09:07:03 +0000"), Some(1_793_869_623));
         assert_eq!(parse("05/Nov/2026:04:07:03 -0500"), Some(1_793_869_623));
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        for s in [
+            "1970-01-01T00:00:00Z",
+            "2026-11-05T09:07:03Z",
+            "2024-02-29T23:59:59Z",
+            "2000-03-01T00:00:00Z",
+        ] {
+            assert_eq!(super::format_rfc3339(parse(s).unwrap()), s);
+        }
     }
 
     #[test]

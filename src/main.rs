@@ -20,6 +20,11 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         None | Some(Command::Run) => poolwatch::receiver::main(&cli),
         Some(Command::Replay(args)) => poolwatch::replay::main(&cli, args),
+        Some(Command::Maintenance(args)) => {
+            poolwatch::admin_client::main(args, cli.admin.admin_token.as_ref())
+        }
+        Some(Command::AlertTest) => poolwatch::alert_test::main(&cli),
+        Some(Command::Loadgen(args)) => poolwatch::loadgen::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

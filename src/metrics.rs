@@ -21,7 +21,9 @@
 use std::fmt::Write as _;
 
 use metrics::{Counter, Gauge};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 use crate::ingest::kernel_drops;
 use crate::pipeline::{DURATION_BUCKETS, Histogram, MALFORMED_REASONS, STATUS_CLASSES, Totals};
@@ -32,6 +34,12 @@ use crate::window::{QUANTILES, WindowStats};
 
 pub const DURATION: &str = "poolwatch_request_duration_seconds";
 pub const WINDOW_LATENCY: &str = "poolwatch_window_latency_seconds";
+
+/// Alert delivery takes from milliseconds (stdout) to minutes (Slack
+/// retrying through an outage).
+const ALERT_DELIVERY_BUCKETS: [f64; 12] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0, 600.0,
+];
 
 /// Registered handles, indexed like the pipeline's totals.
 struct Handles {
@@ -62,7 +70,13 @@ pub struct Exporter {
 
 impl Exporter {
     pub fn new(pools: &PoolSet) -> Exporter {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(crate::alert::delivery::DELIVERY_SECONDS.to_string()),
+                &ALERT_DELIVERY_BUCKETS,
+            )
+            .expect("bucket list is not empty")
+            .build_recorder();
         let handle = recorder.handle();
         let h = metrics::with_local_recorder(&recorder, || register(pools));
         Exporter {

@@ -94,6 +94,9 @@ pub struct Totals {
     pub attempts: Vec<[u64; Outcome::ALL.len()]>,
     /// `[from][to]`: first attempt's pool → last attempt's pool.
     pub retried: Vec<Vec<u64>>,
+    /// The retried requests the client got an answer below 500 for: the
+    /// retry hid the failure. This is what a failover looks like.
+    pub rescued: Vec<Vec<u64>>,
     pub durations: Vec<Histogram>,
 }
 
@@ -108,6 +111,7 @@ impl Totals {
             requests: vec![[0; 5]; pools],
             attempts: vec![[0; Outcome::ALL.len()]; pools],
             retried: vec![vec![0; pools]; pools],
+            rescued: vec![vec![0; pools]; pools],
             durations: vec![Histogram::default(); pools],
         }
     }
@@ -140,7 +144,12 @@ pub struct Pipeline {
     pub windows: Vec<PoolWindows>,
     pub serving: ServingRing,
     pub totals: Totals,
+    /// Last release id each pool answered with (`X-Release-Id`), capped.
+    pub releases: Vec<String>,
 }
+
+/// Longest release id kept; longer ones are cut (they come from requests).
+const MAX_RELEASE: usize = 128;
 
 impl Pipeline {
     pub fn new(cfg: &PipelineConfig) -> Pipeline {
@@ -153,6 +162,7 @@ impl Pipeline {
                 .collect(),
             serving: ServingRing::new(cfg.serving_window, n),
             totals: Totals::new(n),
+            releases: (0..n).map(|_| String::with_capacity(MAX_RELEASE)).collect(),
         }
     }
 
@@ -275,11 +285,22 @@ impl Pipeline {
             && tried > 1
         {
             t.retried[from][to] += 1;
+            if r.status < 500 {
+                t.rescued[from][to] += 1;
+            }
         }
         t.requests[serving][class] += 1;
         t.durations[serving].observe(seconds);
         if serving < self.pools.none() {
             self.serving.push(serving);
+            let release = &mut self.releases[serving];
+            let cut = floor_char_boundary(r.release, MAX_RELEASE);
+            // Compare first: the common case keeps the same release and
+            // must not touch the allocator.
+            if !r.release.is_empty() && release != cut {
+                release.clear();
+                release.push_str(cut);
+            }
         }
     }
 
@@ -287,6 +308,17 @@ impl Pipeline {
     pub fn serving_pool(&self) -> Option<PoolId> {
         self.serving.serving(|_| true)
     }
+}
+
+fn floor_char_boundary(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[cfg(test)]
@@ -334,7 +366,9 @@ mod tests {
         assert_eq!(t.attempts[0][Outcome::Error5xx.index()], 1);
         assert_eq!(t.attempts[1][Outcome::Success.index()], 2);
         assert_eq!(t.retried[0][1], 1);
+        assert_eq!(t.rescued[0][1], 1);
         assert_eq!(t.requests[1][1], 2);
+        assert_eq!(p.releases[1], "");
         let blue = p.windows[0].count.sums();
         assert_eq!((blue.attempts, blue.failures, blue.requests), (2, 1, 1));
         let green = p.windows[1].count.sums();

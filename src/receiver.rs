@@ -3,7 +3,8 @@
 //!
 //! Shutdown on SIGINT or SIGTERM: stop the HTTP server, tell the receive
 //! threads to stop (each finishes the batch in hand within one poll
-//! interval), wait for them, exit 0.
+//! interval) and wait for them, let the alert loop judge that last batch,
+//! then drain the alert queue within `ALERT_DRAIN_SEC`, and exit 0.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,17 +12,24 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::delivery::{self, DeliveryMetrics};
+use crate::alerting::{AlertLoop, AlertShared, now_unix};
 use crate::config::Cli;
 use crate::http::{self, AppState};
 use crate::ingest::{self, socket};
+use crate::maintenance::Maintenance;
 use crate::metrics::Exporter;
+use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
+use crate::rules::Rules;
 use crate::state::{ListenerInfo, Shared};
 
 /// Run until a signal arrives. Errors are start-up failures, already worded
 /// for the operator.
 pub fn main(cli: &Cli) -> Result<(), String> {
     let cfg = cli.pipeline.pipeline_config()?;
+    let rules_cfg = cli.rules.rules_config(&cfg)?;
+    cli.alerts.validate()?;
     let want = cli.receiver.recv_buffer.0 as usize;
     let mut listeners = vec![
         socket::bind_udp(cli.receiver.udp_listen, want).map_err(|e| {
@@ -62,13 +70,33 @@ pub fn main(cli: &Cli) -> Result<(), String> {
             inode: l.inode,
         })
         .collect();
+    // Secrets serialize as "[redacted]".
     let settings = serde_json::json!({
         "receiver": cli.receiver,
         "pipeline": cli.pipeline,
+        "rules": cli.rules,
+        "alerts": cli.alerts,
+        "admin": cli.admin,
         "log": cli.log,
     });
     let exporter = Arc::new(Exporter::new(&cfg.pools));
-    let shared = Arc::new(Shared::new(Pipeline::new(&cfg), infos, settings));
+    let pipeline = Pipeline::new(&cfg);
+    let labels: Vec<String> = cfg.pools.labels().map(str::to_string).collect();
+    let known = cfg.pools.known();
+    let shared = Arc::new(Shared::new(pipeline, infos, settings));
+    let alerts = Arc::new(AlertShared::new(Maintenance::new(
+        cli.admin.maintenance_mode,
+        cli.admin.maintenance_file.clone(),
+        now_unix(),
+    )));
+    let rules = Rules::new(rules_cfg);
+    let notifier = Notifier::new(cli.rules.alert_cooldown_sec as f64);
+    match &cli.alerts.slack_webhook_url {
+        Some(_) => tracing::info!("notifications go to Slack"),
+        None => {
+            tracing::info!("no SLACK_WEBHOOK_URL: notifications go to stdout, one JSON line each")
+        }
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -76,7 +104,22 @@ pub fn main(cli: &Cli) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    rt.block_on(serve(cli, listeners, shared, exporter))
+    rt.block_on(async move {
+        let delivery_metrics = exporter.register(DeliveryMetrics::new);
+        let (queue, delivery) = delivery::spawn(cli.alerts.delivery_config(), delivery_metrics)
+            .map_err(|e| format!("cannot set up alert delivery: {e}"))?;
+        let alert_loop =
+            exporter.register(|| AlertLoop::new(rules, notifier, queue, &labels, known));
+        let result = serve(cli, listeners, shared, exporter, alerts, alert_loop).await;
+        let report = delivery.shutdown().await;
+        tracing::info!(
+            delivered = report.delivered,
+            failed = report.failed,
+            undelivered = report.undelivered,
+            "alert queue drained"
+        );
+        result
+    })
 }
 
 async fn serve(
@@ -84,6 +127,8 @@ async fn serve(
     listeners: Vec<socket::Listener>,
     shared: Arc<Shared>,
     exporter: Arc<Exporter>,
+    alerts: Arc<AlertShared>,
+    alert_loop: AlertLoop,
 ) -> Result<(), String> {
     let addr = cli.receiver.http_listen;
     let http_listener = tokio::net::TcpListener::bind(addr)
@@ -120,12 +165,19 @@ async fn serve(
     let app = http::router(AppState {
         shared: shared.clone(),
         exporter,
+        alerts: alerts.clone(),
+        admin_token: cli.admin.admin_token.clone(),
     });
     let server = tokio::spawn(
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(cancel.clone().cancelled_owned())
-            .into_future(),
+        axum::serve(
+            http_listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(cancel.clone().cancelled_owned())
+        .into_future(),
     );
+    let alerts_cancel = CancellationToken::new();
+    let alert_task = tokio::spawn(alert_loop.run(shared.clone(), alerts, alerts_cancel.clone()));
 
     let signal = shutdown_signal().await;
     tracing::info!(signal, "shutting down");
@@ -140,6 +192,9 @@ async fn serve(
     })
     .await
     .map_err(|e| format!("receive thread failed: {e}"))?;
+    // The receivers are done: one last evaluation covers what they finished.
+    alerts_cancel.cancel();
+    let _ = alert_task.await;
     let t = shared.pipeline().totals.clone();
     tracing::info!(
         datagrams = t.datagrams,

@@ -17,6 +17,8 @@
 // binary built for it.
 #[cfg(test)]
 pub mod poolwatch;
+#[cfg(test)]
+pub mod webhook;
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};

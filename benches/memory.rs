@@ -1,0 +1,315 @@
+//! Receiver memory under hostile traffic: does RSS stay flat when every
+//! datagram names addresses, URIs, user agents and pools never seen before?
+//!
+//! Starts the release `poolwatch` binary on free loopback ports, sends it
+//! 10 million unique datagrams with the load generator (`--hostile`, the
+//! failover scenario so that half the lines carry two upstream addresses),
+//! paced so that the receiver keeps up, and reads the receiver's VmRSS and
+//! VmHWM from /proc every second. Prints the RSS once 1 M, 5 M and 10 M
+//! datagrams have been received, the peak, and the kernel's drop count, which
+//! should be 0: a dropped datagram never reached the receiver, so it says
+//! nothing about its memory.
+//!
+//! Run with `cargo bench --bench memory`; about two minutes on 2 cores.
+//! `MEMORY_BENCH_RATE` (datagrams/s, default 120000) and `MEMORY_BENCH_COUNT`
+//! (default 10000000) change the pace and the total.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use poolwatch::loadgen::{self, LoadgenArgs, lines::Scenario};
+
+const CHECKPOINTS: [u64; 2] = [1_000_000, 5_000_000];
+
+fn main() -> ExitCode {
+    // `cargo test --benches` runs bench targets once without `--bench`;
+    // a multi-minute soak has no place there.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("memory: skipped outside `cargo bench --bench memory`");
+        return ExitCode::SUCCESS;
+    }
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("memory: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> Result<u64, String> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("{name}={v}: expected a positive whole number")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn run() -> Result<(), String> {
+    let rate = env_u64("MEMORY_BENCH_RATE", 120_000)?;
+    let count = env_u64("MEMORY_BENCH_COUNT", 10_000_000)?;
+    let bin = build_receiver()?;
+
+    let udp = free_port(|a| UdpSocket::bind(a).and_then(|s| s.local_addr()))?;
+    let http = free_port(|a| TcpListener::bind(a).and_then(|s| s.local_addr()))?;
+    let mut receiver = Receiver::start(&bin, udp, http)?;
+    wait_healthy(http)?;
+    let pid = receiver.pid();
+    let at_start = read_status(pid)?;
+    println!(
+        "memory: receiver pid {pid} on udp {udp}, http {http}; RSS at start {}",
+        mib(at_start.rss_kib)
+    );
+    println!("memory: sending {count} hostile datagrams at {rate}/s");
+
+    let args = LoadgenArgs {
+        target: udp.to_string(),
+        rate: Some(rate),
+        count: Some(count),
+        scenario: Scenario::Failover,
+        hostile: true,
+        ..LoadgenArgs::default()
+    };
+    let sender = thread::spawn(move || loadgen::run(&args));
+
+    let started = Instant::now();
+    let mut at_checkpoint: Vec<Option<(u64, Status)>> = vec![None; CHECKPOINTS.len()];
+    let mut last = (0, 0);
+    let mut stalled = 0;
+    let (report, status, received, drops) = loop {
+        thread::sleep(Duration::from_secs(1));
+        let status = read_status(pid)?;
+        let (received, drops) = scrape(http)?;
+        eprintln!(
+            "  {:>4.0} s  received {received:>9}  RSS {}  peak {}  kernel drops {drops}",
+            started.elapsed().as_secs_f64(),
+            mib(status.rss_kib),
+            mib(status.hwm_kib),
+        );
+        for (mark, slot) in CHECKPOINTS.iter().zip(&mut at_checkpoint) {
+            if slot.is_none() && received >= *mark {
+                *slot = Some((received, status));
+            }
+        }
+        if sender.is_finished() {
+            // Done once every datagram sent is accounted for, or nothing
+            // has moved for a few seconds.
+            stalled = if (received, drops) == last {
+                stalled + 1
+            } else {
+                0
+            };
+            last = (received, drops);
+            if received + drops >= count || stalled >= 3 {
+                let report = sender
+                    .join()
+                    .map_err(|_| "the sender panicked".to_string())??;
+                break (report, status, received, drops);
+            }
+        }
+    };
+    receiver.stop()?;
+
+    println!("memory: {}", report.line());
+    println!(
+        "memory: datagrams sent {}, received {received}, kernel drops {drops}",
+        report.sent
+    );
+    for (mark, slot) in CHECKPOINTS.iter().zip(&at_checkpoint) {
+        match slot {
+            Some((n, s)) => println!(
+                "memory: RSS after {} M: {} (at {n} received)",
+                mark / 1_000_000,
+                mib(s.rss_kib)
+            ),
+            None => println!("memory: RSS after {} M: not reached", mark / 1_000_000),
+        }
+    }
+    println!(
+        "memory: RSS after {received} received: {}",
+        mib(status.rss_kib)
+    );
+    println!(
+        "memory: peak RSS (VmHWM): {}; at start {}",
+        mib(status.hwm_kib),
+        mib(at_start.rss_kib)
+    );
+    if drops > 0 {
+        println!(
+            "memory: the receiver fell behind ({drops} kernel drops): lower MEMORY_BENCH_RATE"
+        );
+    }
+    Ok(())
+}
+
+/// Build the receiver (a no-op when it is up to date) and return its path,
+/// next to this bench's own `deps` directory.
+fn build_receiver() -> Result<PathBuf, String> {
+    let ok = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--bin", "poolwatch"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?
+        .success();
+    if !ok {
+        return Err("cargo build --release --bin poolwatch failed".into());
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this bench: {e}"))?;
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("poolwatch"))
+        .filter(|p| p.is_file())
+        .ok_or_else(|| format!("no poolwatch binary next to {}", exe.display()))?;
+    Ok(bin)
+}
+
+/// A loopback port free right now. Another process could take it before the
+/// receiver binds it; the receiver then fails to start, which is reported.
+fn free_port(bind: impl Fn(SocketAddr) -> io::Result<SocketAddr>) -> Result<SocketAddr, String> {
+    bind(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| format!("no free loopback port: {e}"))
+}
+
+/// The receiver process; stopped when dropped, so a failed run leaves
+/// nothing behind.
+struct Receiver {
+    child: Option<Child>,
+}
+
+impl Receiver {
+    fn start(bin: &PathBuf, udp: SocketAddr, http: SocketAddr) -> Result<Receiver, String> {
+        let child = Command::new(bin)
+            .args(["--udp-listen", &udp.to_string()])
+            .args(["--http-listen", &http.to_string()])
+            .args(["--pools", "blue,green", "--log-level", "warn"])
+            // Away from any .env in the working tree.
+            .current_dir(std::env::temp_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        Ok(Receiver { child: Some(child) })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(&mut self) -> Result<(), String> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        // SAFETY: signalling our own child, which has not been reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match child.try_wait() {
+                Ok(Some(s)) if s.success() => return Ok(()),
+                Ok(Some(s)) => return Err(format!("the receiver exited with {s}")),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err("the receiver did not stop within 10 s of SIGTERM".into());
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_healthy(http: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if matches!(get(http, "/healthz"), Ok((200, _))) {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("the receiver did not answer on {http}/healthz"))
+}
+
+/// A minimal HTTP/1.1 GET: status and body.
+fn get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((status, body))
+}
+
+/// Datagrams received and kernel drops, from `/metrics`.
+fn scrape(http: SocketAddr) -> Result<(u64, u64), String> {
+    let (code, body) = get(http, "/metrics").map_err(|e| format!("cannot scrape {http}: {e}"))?;
+    if code != 200 {
+        return Err(format!("{http}/metrics answered {code}"));
+    }
+    let value = |name: &str| {
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map(|v| v as u64)
+            .ok_or_else(|| format!("{name} missing from /metrics"))
+    };
+    Ok((
+        value("poolwatch_ingest_datagrams_total")?,
+        value("poolwatch_ingest_kernel_drops_total")?,
+    ))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Status {
+    rss_kib: u64,
+    hwm_kib: u64,
+}
+
+fn read_status(pid: u32) -> Result<Status, String> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let kib = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("{key} missing from {path}"))
+    };
+    Ok(Status {
+        rss_kib: kib("VmRSS:")?,
+        hwm_kib: kib("VmHWM:")?,
+    })
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB ({kib} kB)", kib as f64 / 1024.0)
+}

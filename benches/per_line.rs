@@ -1,0 +1,228 @@
+//! Per-line cost of the receive path: frame, decode, fold into the windows.
+//!
+//! Compares the shipped path (simd-json's tape, decoded in place, see
+//! `src/record.rs`) with the same steps done the common way, serde_json into
+//! a borrowed struct, on realistic lines from the load generator: half
+//! steady traffic, half a failover in which most requests carry a retry.
+//! Each line is first copied into a padded buffer, as a datagram lands in a
+//! receive slot; both paths pay that copy, so the difference is decoding.
+//!
+//! Run with `cargo bench --bench per_line`; throughput is in lines.
+
+use std::borrow::Cow;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use poolwatch::loadgen::lines::{self, Scenario};
+use poolwatch::pipeline::{Pipeline, PipelineConfig};
+use poolwatch::pools::PoolSet;
+use poolwatch::record::{AccessRecord, Decoder, INPUT_PADDING};
+use poolwatch::syslog;
+use serde::Deserialize;
+
+/// Window clock for every line: a constant, so neither path pays for
+/// buckets rolling over.
+const NOW: u64 = 1;
+
+/// The access record as a serde user would declare it: strings borrowed
+/// from the input unless they hold escapes.
+#[derive(Deserialize)]
+struct SerdeRecord<'a> {
+    #[serde(borrow, default)]
+    time: Cow<'a, str>,
+    #[serde(borrow, default)]
+    remote_addr: Cow<'a, str>,
+    #[serde(borrow, default)]
+    request: Cow<'a, str>,
+    #[serde(borrow, default)]
+    method: Cow<'a, str>,
+    #[serde(borrow, default)]
+    uri: Cow<'a, str>,
+    status: u16,
+    #[serde(default)]
+    body_bytes_sent: u64,
+    #[serde(default)]
+    request_time: Option<f64>,
+    #[serde(borrow, default)]
+    upstream_status: Cow<'a, str>,
+    #[serde(borrow, default)]
+    upstream_addr: Cow<'a, str>,
+    #[serde(borrow, default)]
+    upstream_response_time: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pool: Cow<'a, str>,
+    #[serde(borrow, default)]
+    release: Cow<'a, str>,
+    #[serde(borrow, default)]
+    request_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    http_user_agent: Cow<'a, str>,
+}
+
+impl SerdeRecord<'_> {
+    fn access_record(&self) -> AccessRecord<'_> {
+        AccessRecord {
+            time: &self.time,
+            remote_addr: &self.remote_addr,
+            request: &self.request,
+            method: &self.method,
+            uri: &self.uri,
+            status: self.status,
+            body_bytes_sent: self.body_bytes_sent,
+            request_time: self.request_time,
+            upstream_status: &self.upstream_status,
+            upstream_addr: &self.upstream_addr,
+            upstream_response_time: &self.upstream_response_time,
+            pool: &self.pool,
+            release: &self.release,
+            request_id: &self.request_id,
+            http_user_agent: &self.http_user_agent,
+            repaired_utf8: false,
+        }
+    }
+}
+
+fn pipeline() -> Pipeline {
+    Pipeline::new(&PipelineConfig {
+        pools: PoolSet::new(&["blue".into(), "green".into()]),
+        configured_addrs: vec![],
+        window_size: 200,
+        window_seconds: 60,
+        serving_window: 20,
+    })
+}
+
+/// Steady and failover lines, interleaved.
+fn corpus() -> Vec<Vec<u8>> {
+    let steady = lines::generate(Scenario::Steady, 2048, 1);
+    let failover = lines::generate(Scenario::Failover, 2048, 2);
+    steady
+        .into_iter()
+        .zip(failover)
+        .flat_map(|(a, b)| [a, b])
+        .collect()
+}
+
+/// The shipped path: `Pipeline::process` on the datagram in place.
+fn tape_path(p: &mut Pipeline, d: &mut Decoder, buf: &mut [u8], line: &[u8]) {
+    buf[..line.len()].copy_from_slice(line);
+    let r = p.process(d, buf, line.len(), |_| NOW);
+    debug_assert!(r.is_ok());
+}
+
+/// The same steps with serde_json.
+fn serde_path(p: &mut Pipeline, buf: &mut [u8], line: &[u8]) {
+    buf[..line.len()].copy_from_slice(line);
+    let frame = syslog::parse(&buf[..line.len()]).expect("frames");
+    let rec: SerdeRecord<'_> = serde_json::from_slice(&buf[frame.msg]).expect("decodes");
+    p.apply(&rec.access_record(), NOW);
+}
+
+fn per_line(c: &mut Criterion) {
+    let lines = corpus();
+    let longest = lines.iter().map(Vec::len).max().unwrap_or(0);
+    let mut buf = vec![0u8; longest + INPUT_PADDING];
+
+    // Both paths must reach the same totals, or the comparison is moot.
+    let (mut a, mut b) = (pipeline(), pipeline());
+    let mut d = Decoder::new();
+    for line in &lines {
+        tape_path(&mut a, &mut d, &mut buf, line);
+        serde_path(&mut b, &mut buf, line);
+    }
+    assert_eq!(a.totals.malformed_count(), 0);
+    assert_eq!(a.totals.requests, b.totals.requests);
+    assert_eq!(a.totals.attempts, b.totals.attempts);
+    assert_eq!(a.totals.retried, b.totals.retried);
+    let mean = lines.iter().map(Vec::len).sum::<usize>() / lines.len();
+    println!(
+        "per_line: {} lines, mean {mean} bytes, {} retried",
+        lines.len(),
+        a.totals.retried.iter().flatten().sum::<u64>()
+    );
+
+    let mut g = c.benchmark_group("per_line");
+    g.throughput(Throughput::Elements(lines.len() as u64));
+    g.bench_function("simd_json_tape", |bench| {
+        let mut p = pipeline();
+        let mut d = Decoder::new();
+        bench.iter(|| {
+            for line in &lines {
+                tape_path(&mut p, &mut d, &mut buf, black_box(line));
+            }
+        });
+        black_box(p.totals.datagrams);
+    });
+    g.bench_function("serde_json", |bench| {
+        let mut p = pipeline();
+        bench.iter(|| {
+            for line in &lines {
+                serde_path(&mut p, &mut buf, black_box(line));
+            }
+        });
+        black_box(p.totals.request_count());
+    });
+    g.finish();
+    // `cargo test --benches` runs each benchmark once, without `--bench`.
+    if std::env::args().any(|a| a == "--bench") {
+        paired(&lines, &mut buf);
+    }
+}
+
+/// The ratio again, from rounds that alternate the two paths back to back:
+/// on a shared, noisy machine both see the same conditions, which the
+/// separate criterion runs above cannot promise.
+fn paired(lines: &[Vec<u8>], buf: &mut [u8]) {
+    let (mut a, mut b) = (pipeline(), pipeline());
+    let mut d = Decoder::new();
+    let mut time = |tape: bool| {
+        let t = Instant::now();
+        for line in lines {
+            if tape {
+                tape_path(&mut a, &mut d, buf, black_box(line));
+            } else {
+                serde_path(&mut b, buf, black_box(line));
+            }
+        }
+        t.elapsed().as_secs_f64()
+    };
+    let (mut tape, mut serde, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..301 {
+        // Alternate which goes first, so neither always runs on a warm cache.
+        let (t, s) = if round % 2 == 0 {
+            let t = time(true);
+            (t, time(false))
+        } else {
+            let s = time(false);
+            (time(true), s)
+        };
+        tape.push(t);
+        serde.push(s);
+        ratio.push(s / t);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let per_line = |secs: f64| secs * 1e9 / lines.len() as f64;
+    println!(
+        "per_line paired (median of {} alternating rounds): simd_json_tape {:.0} ns/line, \
+         serde_json {:.0} ns/line, serde_json / simd_json_tape = {:.2}",
+        ratio.len(),
+        per_line(median(&mut tape)),
+        per_line(median(&mut serde)),
+        median(&mut ratio)
+    );
+}
+
+criterion_group! {
+    name = benches;
+    // About 30 s in all on a 2-core machine.
+    config = Criterion::default()
+        .sample_size(40)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(10));
+    targets = per_line
+}
+criterion_main!(benches);
