@@ -6,6 +6,11 @@
 //! `time` field (kept monotonic, so a line a second out of order does not
 //! reset a newer bucket), which makes the windows at the end of a replay the
 //! ones a live receiver would have had.
+//!
+//! The same rules and cooldown run too, each time the log's clock moves to
+//! a new second (its resolution), and once more at the end as if the
+//! watcher had waited out `RECOVERY_CONFIRM_SEC` after the last line: the
+//! notifications printed are the ones a live watcher would have sent.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read};
@@ -14,10 +19,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::alert::Notification;
 use crate::config::{Cli, ReplayArgs};
 use crate::logtime;
-use crate::pipeline::{MALFORMED_REASONS, Pipeline};
+use crate::notify::{Decision, Notifier};
+use crate::pipeline::{MALFORMED_REASONS, Pipeline, PipelineConfig};
 use crate::record::{Decoder, INPUT_PADDING};
+use crate::rules::{Rules, RulesConfig, Snapshot};
 use crate::upstream::Outcome;
 use crate::window::WindowStats;
 
@@ -33,6 +41,11 @@ struct LogClock {
 }
 
 impl LogClock {
+    /// Unix seconds of the current line (0 before any dated line).
+    fn unix(&self) -> f64 {
+        self.first.map_or(0.0, |f| (f + self.now as i64) as f64)
+    }
+
     fn at(&mut self, time: &str) -> u64 {
         if let Some(t) = logtime::parse(time) {
             let first = *self.first.get_or_insert(t);
@@ -42,12 +55,11 @@ impl LogClock {
     }
 }
 
-/// Run the replay and print its summary.
+/// Run the replay and print the notifications and the summary.
 pub fn main(cli: &Cli, args: &ReplayArgs) -> Result<(), String> {
     let cfg = cli.pipeline.pipeline_config()?;
-    let mut pipeline = Pipeline::new(&cfg);
-    let mut decoder = Decoder::new();
-    let mut clock = LogClock::default();
+    let rules = cli.rules.rules_config(&cfg)?;
+    let mut replayer = Replayer::new(&cfg, rules, cli.rules.alert_cooldown_sec as f64);
     let started = Instant::now();
     let mut lines = 0u64;
     for path in &args.files {
@@ -67,23 +79,97 @@ pub fn main(cli: &Cli, args: &ReplayArgs) -> Result<(), String> {
             Some(bar) => Box::new(bar.wrap_read(reader)) as Box<dyn Read>,
             None => reader,
         };
-        lines += replay_stream(reader, &mut pipeline, &mut decoder, &mut clock.as_fn())
+        lines += replayer
+            .feed(reader)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         if let Some(bar) = progress {
             bar.finish_and_clear();
         }
     }
+    replayer.finish(cli.rules.recovery_confirm_sec);
     let elapsed = started.elapsed().as_secs_f64();
-    let summary = Summary::new(&pipeline, clock.now, lines, elapsed);
+    let mut summary = Summary::new(&replayer.pipeline, replayer.clock.now, lines, elapsed);
+    summary.notifications = replayer.notifications;
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?
         );
     } else {
+        print!("{}", summary.notifications_table());
         print!("{}", summary.table());
     }
     Ok(())
+}
+
+/// The pipeline plus the rules, driven by the log's clock.
+pub struct Replayer {
+    pub pipeline: Pipeline,
+    decoder: Decoder,
+    clock: LogClock,
+    rules: Rules,
+    notifier: Notifier,
+    /// Log second of the last rule evaluation.
+    evaluated_at: Option<u64>,
+    /// What would have been sent, in order.
+    pub notifications: Vec<Notification>,
+}
+
+impl Replayer {
+    pub fn new(cfg: &PipelineConfig, rules: RulesConfig, cooldown_secs: f64) -> Replayer {
+        Replayer {
+            pipeline: Pipeline::new(cfg),
+            decoder: Decoder::new(),
+            clock: LogClock::default(),
+            rules: Rules::new(rules),
+            notifier: Notifier::new(cooldown_secs),
+            evaluated_at: None,
+            notifications: Vec::new(),
+        }
+    }
+
+    /// Feed every line of `reader`; returns lines read.
+    pub fn feed(&mut self, reader: impl Read) -> io::Result<u64> {
+        let mut reader = BufReader::with_capacity(1 << 20, reader);
+        let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+        let mut lines = 0;
+        loop {
+            buf.clear();
+            if reader.read_until(b'\n', &mut buf)? == 0 {
+                return Ok(lines);
+            }
+            if buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            lines += 1;
+            let len = buf.len();
+            buf.resize(len + INPUT_PADDING, 0);
+            let clock = &mut self.clock;
+            let _ = self
+                .pipeline
+                .process(&mut self.decoder, &mut buf, len, |r| clock.at(r.time));
+            if self.evaluated_at != Some(self.clock.now) {
+                self.evaluate(self.clock.unix());
+                self.evaluated_at = Some(self.clock.now);
+            }
+        }
+    }
+
+    /// The last evaluation, as if the watcher had kept running for
+    /// `confirm_secs` after the last line.
+    pub fn finish(&mut self, confirm_secs: f64) {
+        let end = self.clock.unix() + confirm_secs.max(0.0) + 1.0;
+        self.evaluate(end);
+    }
+
+    fn evaluate(&mut self, now: f64) {
+        let snap = Snapshot::take(&self.pipeline, self.clock.now);
+        for sig in self.rules.evaluate(&snap, now) {
+            if self.notifier.decide(&sig, now, false) == Decision::Send {
+                self.notifications.push(sig.notification);
+            }
+        }
+    }
 }
 
 fn open(path: &Path) -> io::Result<(Box<dyn Read>, u64)> {
@@ -95,39 +181,9 @@ fn open(path: &Path) -> io::Result<(Box<dyn Read>, u64)> {
     Ok((Box::new(f), size))
 }
 
-/// Feed every line of `reader` through the pipeline; returns lines read.
-pub fn replay_stream(
-    reader: impl Read,
-    pipeline: &mut Pipeline,
-    decoder: &mut Decoder,
-    clock: &mut impl FnMut(&str) -> u64,
-) -> io::Result<u64> {
-    let mut reader = BufReader::with_capacity(1 << 20, reader);
-    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
-    let mut lines = 0;
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            return Ok(lines);
-        }
-        if buf.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        lines += 1;
-        let len = buf.len();
-        buf.resize(len + INPUT_PADDING, 0);
-        let _ = pipeline.process(decoder, &mut buf, len, |r| clock(r.time));
-    }
-}
-
-impl LogClock {
-    fn as_fn(&mut self) -> impl FnMut(&str) -> u64 + '_ {
-        |t| self.at(t)
-    }
-}
-
 #[derive(Serialize)]
 struct Summary {
+    notifications: Vec<Notification>,
     lines: u64,
     seconds: f64,
     lines_per_second: f64,
@@ -173,6 +229,7 @@ impl Summary {
             .filter(|s| s.requests > 0 || s.attempts > 0)
             .collect();
         Summary {
+            notifications: Vec::new(),
             lines,
             seconds,
             lines_per_second: if seconds > 0.0 {
@@ -192,6 +249,28 @@ impl Summary {
             invalid_utf8: t.invalid_utf8,
             no_live_upstream: t.no_live_upstream,
         }
+    }
+
+    fn notifications_table(&self) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "{} notifications would have been sent",
+            self.notifications.len()
+        );
+        for n in &self.notifications {
+            let _ = writeln!(
+                o,
+                "{}  {:<8}  {:<20} {}",
+                n.first_seen,
+                format!("{:?}", n.severity).to_lowercase(),
+                n.kind.label(),
+                n.title
+            );
+        }
+        let _ = writeln!(o);
+        o
     }
 
     fn table(&self) -> String {
@@ -269,6 +348,26 @@ mod tests {
     use crate::pipeline::PipelineConfig;
     use crate::pools::PoolSet;
 
+    fn replayer() -> Replayer {
+        let cfg = PipelineConfig {
+            pools: PoolSet::new(&["blue".into(), "green".into()]),
+            configured_addrs: vec![],
+            window_size: 10,
+            window_seconds: 60,
+            serving_window: 10,
+        };
+        let rules = RulesConfig {
+            active_pool: 0,
+            error_rate_threshold: 2.0,
+            error_rate_min_requests: 1000,
+            recovery_confirm_secs: 5.0,
+            window_size: 10,
+            window_seconds: 60,
+            runbook_url: None,
+        };
+        Replayer::new(&cfg, rules, 300.0)
+    }
+
     #[test]
     fn replays_mixed_lines_with_the_log_clock() {
         let log = "\
@@ -276,27 +375,47 @@ mod tests {
 \n\
 <190>Nov  5 09:00:30 web nginx: {\"time\":\"2026-11-05T09:00:30+00:00\",\"status\":200,\"upstream_status\":\"500, 200\",\"upstream_addr\":\"a:1, b:1\",\"pool\":\"green\"}\n\
 {\"time\":\"2026-11-05T09:00:29+00:00\",\"status\":\"oops\"}\n";
-        let mut p = Pipeline::new(&PipelineConfig {
-            pools: PoolSet::new(&["blue".into(), "green".into()]),
-            configured_addrs: vec![],
-            window_size: 10,
-            window_seconds: 60,
-            serving_window: 10,
-        });
-        let mut clock = LogClock::default();
-        let n = replay_stream(
-            log.as_bytes(),
-            &mut p,
-            &mut Decoder::new(),
-            &mut clock.as_fn(),
-        )
-        .unwrap();
+        let mut r = replayer();
+        let n = r.feed(log.as_bytes()).unwrap();
         assert_eq!(n, 3);
-        assert_eq!(clock.now, 30);
+        assert_eq!(r.clock.now, 30);
+        let p = &r.pipeline;
         assert_eq!(p.totals.request_count(), 2);
         assert_eq!(p.totals.retried[0][1], 1);
         assert_eq!(p.totals.malformed.iter().sum::<u64>(), 1);
-        let s = Summary::new(&p, clock.now, n, 1.0);
+        let s = Summary::new(p, r.clock.now, n, 1.0);
         assert!(s.table().contains("malformed: bad_status=1"));
+        // The rescued request is a failover, seen at the log's own time.
+        assert_eq!(r.notifications.len(), 1);
+        assert_eq!(r.notifications[0].title, "Failover: blue → green");
+        assert_eq!(r.notifications[0].first_seen, "2026-11-05T09:00:30Z");
+    }
+
+    #[test]
+    fn recovery_is_confirmed_after_the_last_line() {
+        let mut log = String::new();
+        let line = |sec: u32, ups: &str, addr: &str, pool: &str| {
+            format!(
+                "{{\"time\":\"2026-11-05T09:00:{sec:02}+00:00\",\"status\":200,\"upstream_status\":\"{ups}\",\"upstream_addr\":\"{addr}\",\"pool\":\"{pool}\"}}\n"
+            )
+        };
+        for _ in 0..10 {
+            log += &line(0, "200", "a:1", "blue");
+        }
+        log += &line(1, "500, 200", "a:1, b:1", "green");
+        for _ in 0..10 {
+            log += &line(2, "200", "b:1", "green");
+        }
+        for _ in 0..10 {
+            log += &line(10, "200", "a:1", "blue");
+        }
+        let mut r = replayer();
+        r.feed(log.as_bytes()).unwrap();
+        r.finish(5.0);
+        let kinds: Vec<_> = r.notifications.iter().map(|n| n.kind).collect();
+        assert_eq!(
+            kinds,
+            [crate::alert::Kind::Failover, crate::alert::Kind::Recovery]
+        );
     }
 }

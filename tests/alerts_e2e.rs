@@ -1,0 +1,488 @@
+//! Alerts end to end: the real binary fed over UDP, delivering to a local
+//! server that behaves like Slack's webhook. Every body the server accepts
+//! is checked against the webhook contract.
+
+mod common;
+
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::poolwatch::{Poolwatch, poolwatch_bin};
+use common::webhook::{Mode, Webhook};
+use common::{http_request, wait_until};
+
+const BLUE: &str = "127.0.0.1:3001";
+const GREEN: &str = "127.0.0.1:3002";
+
+/// One access line, as nginx logs it, stamped with the wall-clock second
+/// so the same lines can be replayed later.
+fn line(status: u16, ups: &str, addrs: &str, pool: &str) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let time = poolwatch::logtime::format_rfc3339(now).replace('Z', "+00:00");
+    format!(
+        r#"<190>Nov  5 09:07:03 web nginx: {{"time":"{time}","remote_addr":"10.0.0.9","request":"GET /version HTTP/1.1","method":"GET","uri":"/version","status":{status},"body_bytes_sent":57,"request_time":0.004,"upstream_status":"{ups}","upstream_addr":"{addrs}","upstream_response_time":"0.004","pool":"{pool}","release":"{pool}-<v1>&co","request_id":"0123456789abcdef0123456789abcdef","http_user_agent":"curl/8.0"}}"#
+    )
+    .into_bytes()
+}
+
+fn ok(pool: &str) -> Vec<u8> {
+    let addr = if pool == "blue" { BLUE } else { GREEN };
+    line(200, "200", addr, pool)
+}
+
+fn rescued() -> Vec<u8> {
+    line(200, "500, 200", &format!("{BLUE}, {GREEN}"), "green")
+}
+
+fn many(n: usize, d: Vec<u8>) -> Vec<Vec<u8>> {
+    vec![d; n]
+}
+
+/// Settings every test here shares: known addresses, quick confirmation.
+fn env<'a>(hook: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("SLACK_WEBHOOK_URL", hook),
+        ("POOL_ADDRS", "blue=127.0.0.1:3001,green=127.0.0.1:3002"),
+        ("RECOVERY_CONFIRM_SEC", "1"),
+        ("RUNBOOK_URL", "https://example.org/poolwatch/RUNBOOK.md"),
+    ];
+    env.extend_from_slice(extra);
+    env
+}
+
+fn text(body: &serde_json::Value) -> String {
+    body["text"].as_str().unwrap_or_default().to_string()
+}
+
+fn texts(hook: &Webhook) -> Vec<String> {
+    hook.accepted().iter().map(text).collect()
+}
+
+fn no_violations(hook: &Webhook) {
+    assert_eq!(hook.violations(), Vec::<String>::new());
+}
+
+#[test]
+fn failover_is_told_once_then_recovery_and_replay_agrees() {
+    let hook = Webhook::start();
+    let url = hook.url();
+    let pw = Poolwatch::start_with_env(&[], &env(&url, &[("ERROR_RATE_MIN_REQUESTS", "100000")]));
+    let mut log: Vec<Vec<u8>> = Vec::new();
+    let mut send = |batch: Vec<Vec<u8>>| {
+        pw.send(&batch);
+        log.extend(batch);
+    };
+
+    send(many(30, ok("blue")));
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(hook.received().is_empty(), "healthy traffic is quiet");
+
+    let t0 = Instant::now();
+    send(vec![rescued()]);
+    let got = hook.wait_for_accepted(1, Duration::from_secs(3));
+    let delay = got[0].at - t0;
+    assert!(
+        delay < Duration::from_secs(1),
+        "failover told after {delay:?}"
+    );
+    let first = text(&got[0].body);
+    assert!(first.contains("Failover: blue → green"), "{first}");
+    let blocks = got[0].body["blocks"].to_string();
+    assert!(blocks.contains("RUNBOOK.md#failover"), "{blocks}");
+    // The release id came from a request: escaped for Slack.
+    assert!(blocks.contains("blue-&lt;v1&gt;&amp;co"), "{blocks}");
+
+    // More retries and green serving alone: the same incident, in cooldown.
+    send(many(5, rescued()));
+    send(many(25, ok("green")));
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(texts(&hook).len(), 1, "{:?}", texts(&hook));
+    let m = pw.metrics();
+    assert!(
+        m.get("poolwatch_alerts_total{kind=\"failover\",outcome=\"suppressed_cooldown\"}") >= 1.0
+    );
+    assert_eq!(
+        m.get("poolwatch_failovers_total{from=\"blue\",to=\"green\"}"),
+        1.0
+    );
+    assert_eq!(
+        m.get("poolwatch_incident_open{kind=\"failover\",pool=\"blue\"}"),
+        1.0
+    );
+
+    // Blue healthy and serving again: recovery after the confirmation.
+    std::thread::sleep(Duration::from_millis(1100));
+    send(many(30, ok("blue")));
+    let got = hook.wait_for_accepted(2, Duration::from_secs(5));
+    let second = text(&got[1].body);
+    assert!(
+        second.contains("Recovered: blue is serving again"),
+        "{second}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let live = texts(&hook);
+    assert_eq!(live.len(), 2, "{live:?}");
+    let m = pw.metrics();
+    assert_eq!(
+        m.get("poolwatch_incident_open{kind=\"failover\",pool=\"blue\"}"),
+        0.0
+    );
+    assert_eq!(
+        m.get("poolwatch_alerts_total{kind=\"failover\",outcome=\"sent\"}"),
+        1.0
+    );
+    assert_eq!(
+        m.get("poolwatch_alerts_total{kind=\"recovery\",outcome=\"sent\"}"),
+        1.0
+    );
+    no_violations(&hook);
+
+    // The same lines replayed give the same notifications.
+    let path = common::unique_temp_path("poolwatch-replay");
+    let mut f = std::fs::File::create(&path).unwrap();
+    for l in &log {
+        f.write_all(l).unwrap();
+        f.write_all(b"\n").unwrap();
+    }
+    drop(f);
+    let out = Command::new(poolwatch_bin())
+        .args(["replay", "--json", path.to_str().unwrap()])
+        .env_clear()
+        .env("POOL_ADDRS", "blue=127.0.0.1:3001,green=127.0.0.1:3002")
+        .env("RECOVERY_CONFIRM_SEC", "1")
+        .env("ERROR_RATE_MIN_REQUESTS", "100000")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let replayed: Vec<String> = summary["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["title"].as_str().unwrap().to_string())
+        .collect();
+    let live_titles: Vec<String> = live
+        .iter()
+        .map(|t| t.lines().next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(replayed.len(), 2, "{replayed:?}");
+    for (r, l) in replayed.iter().zip(&live_titles) {
+        assert!(l.contains(r.as_str()), "replay {r:?} vs live {l:?}");
+    }
+}
+
+#[test]
+fn planned_switch_is_a_notice_not_a_failover() {
+    let hook = Webhook::start();
+    let url = hook.url();
+    let pw = Poolwatch::start_with_env(&[], &env(&url, &[]));
+    pw.send(&many(30, ok("blue")));
+    std::thread::sleep(Duration::from_millis(300));
+    pw.send(&many(30, ok("green")));
+    let got = hook.wait_for_accepted(1, Duration::from_secs(3));
+    let t = text(&got[0].body);
+    assert!(t.contains("Pool switch: blue → green (planned)"), "{t}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(texts(&hook).len(), 1, "{:?}", texts(&hook));
+    let m = pw.metrics();
+    assert_eq!(m.sum("poolwatch_failovers_total", &[]), 0.0);
+    // Green is the primary now: /state says so.
+    assert_eq!(pw.state()["alerting"]["primary"], "green");
+    no_violations(&hook);
+}
+
+#[test]
+fn error_rate_is_told_with_its_figures_then_resolved() {
+    let hook = Webhook::start();
+    let url = hook.url();
+    let pw = Poolwatch::start_with_env(
+        &[],
+        &env(
+            &url,
+            &[
+                ("WINDOW_SIZE", "100"),
+                ("ERROR_RATE_THRESHOLD", "4.5"),
+                ("ERROR_RATE_MIN_REQUESTS", "50"),
+            ],
+        ),
+    );
+    pw.send(&many(95, ok("blue")));
+    std::thread::sleep(Duration::from_millis(300));
+    // 5 client-visible failures in 100: only all five together exceed 4.5 %.
+    pw.send(&many(5, line(503, "503", BLUE, "blue")));
+    let rate = |hook: &Webhook| -> Vec<String> {
+        texts(hook)
+            .into_iter()
+            .filter(|t| t.contains("error rate on blue"))
+            .collect()
+    };
+    assert!(wait_until(Duration::from_secs(3), || rate(&hook).len() == 1));
+    let body = hook
+        .accepted()
+        .into_iter()
+        .find(|b| text(b).contains("High error rate on blue"))
+        .unwrap();
+    let blocks = body["blocks"].to_string();
+    for want in [
+        "5 / 100",
+        "5.00 %",
+        "&gt; 4.5 %",
+        "last 100 attempts",
+        "client 5xx",
+    ] {
+        assert!(blocks.contains(want), "{want} missing in {blocks}");
+    }
+    // Healthy traffic pushes the failures out of the window.
+    pw.send(&many(100, ok("blue")));
+    assert!(
+        wait_until(Duration::from_secs(5), || rate(&hook).len() == 2),
+        "{:?}",
+        texts(&hook)
+    );
+    assert!(rate(&hook)[1].contains("Resolved: error rate on blue"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rate(&hook).len(), 2);
+    no_violations(&hook);
+}
+
+#[test]
+fn maintenance_holds_back_then_resumes_and_expires() {
+    let hook = Webhook::start();
+    let url = hook.url();
+    let pw = Poolwatch::start_with_env(&[], &env(&url, &[("ERROR_RATE_MIN_REQUESTS", "100000")]));
+    pw.send(&many(30, ok("blue")));
+
+    // On through the CLI, as the runbook says, for 2 s.
+    let out = Command::new(poolwatch_bin())
+        .args([
+            "maintenance",
+            "on",
+            "--for",
+            "2s",
+            "--reason",
+            "deploy v2",
+            "--by",
+            "tester",
+        ])
+        .env_clear()
+        .env("POOLWATCH_URL", format!("http://{}", pw.http))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("maintenance: on") && said.contains("deploy v2"),
+        "{said}"
+    );
+    let got = hook.wait_for_accepted(1, Duration::from_secs(3));
+    assert!(text(&got[0].body).contains("Maintenance started by tester"));
+
+    // A failover while on: counted, not sent.
+    pw.send(&[rescued()]);
+    assert!(wait_until(Duration::from_secs(2), || {
+        pw.metrics()
+            .get("poolwatch_alerts_total{kind=\"failover\",outcome=\"suppressed_maintenance\"}")
+            == 1.0
+    }));
+    assert_eq!(pw.metrics().get("poolwatch_maintenance_mode"), 1.0);
+    assert_eq!(texts(&hook).len(), 1);
+
+    // Expiry ends it, with a summary of what was held back.
+    let got = hook.wait_for_accepted(2, Duration::from_secs(4));
+    let ended = text(&got[1].body);
+    assert!(ended.contains("Maintenance ended (expired)"), "{ended}");
+    assert!(got[1].body.to_string().contains("failover ×1"));
+
+    // Live again: the failover still going on is announced on new evidence.
+    pw.send(&[rescued()]);
+    let got = hook.wait_for_accepted(3, Duration::from_secs(3));
+    assert!(text(&got[2].body).contains("Failover: blue → green"));
+
+    // On and off through the HTTP API.
+    let (status, _, _) = http_request(
+        "POST",
+        &pw.http,
+        "/maintenance",
+        br#"{"on": true, "reason": "db", "by": "ops"}"#,
+    );
+    assert_eq!(status, 200);
+    hook.wait_for_accepted(4, Duration::from_secs(3));
+    let (status, _, body) = http_request(
+        "POST",
+        &pw.http,
+        "/maintenance",
+        br#"{"on": false, "by": "ops"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let got = hook.wait_for_accepted(5, Duration::from_secs(3));
+    assert!(text(&got[4].body).contains("Maintenance ended (turned off by ops)"));
+    let (status, _, body) = http_request(
+        "POST",
+        &pw.http,
+        "/maintenance",
+        br#"{"on": true, "for": "soon"}"#,
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("30m"), "{body}");
+    no_violations(&hook);
+}
+
+#[test]
+fn maintenance_setting_at_start_and_flag_file() {
+    let hook = Webhook::start();
+    let url = hook.url();
+    let flag = common::unique_temp_path("poolwatch-flag");
+    let flag_s = flag.to_str().unwrap().to_string();
+    let pw = Poolwatch::start_with_env(
+        &[],
+        &env(
+            &url,
+            &[("MAINTENANCE_MODE", "true"), ("MAINTENANCE_FILE", &flag_s)],
+        ),
+    );
+    let got = hook.wait_for_accepted(1, Duration::from_secs(3));
+    assert!(text(&got[0].body).contains("Maintenance started by settings"));
+    let (status, _, _) = http_request("POST", &pw.http, "/maintenance", br#"{"on": false}"#);
+    assert_eq!(status, 200);
+    hook.wait_for_accepted(2, Duration::from_secs(3));
+    std::fs::write(&flag, "kernel upgrade\n").unwrap();
+    let got = hook.wait_for_accepted(3, Duration::from_secs(3));
+    assert!(got[2].body.to_string().contains("kernel upgrade"));
+    std::fs::remove_file(&flag).unwrap();
+    let got = hook.wait_for_accepted(4, Duration::from_secs(3));
+    assert!(text(&got[3].body).contains("removed"));
+    no_violations(&hook);
+}
+
+#[test]
+fn a_hanging_webhook_never_slows_ingestion() {
+    let hook = Webhook::start();
+    hook.set_mode(Mode::Hang);
+    let url = hook.url();
+    let pw = Poolwatch::start_with_env(
+        &[],
+        &env(
+            &url,
+            &[("ALERT_TIMEOUT_SEC", "1"), ("ALERT_DRAIN_SEC", "1")],
+        ),
+    );
+    pw.send(&many(30, ok("blue")));
+    pw.send(&[rescued()]);
+    hook.wait_for(1, Duration::from_secs(3));
+    // Delivery is stuck on the first notification, timing out and
+    // retrying; ingestion keeps pace round after round.
+    let mut sent = 31u64;
+    for _ in 0..10 {
+        pw.send(&many(2000, ok("blue")));
+        sent += 2000;
+        let started = Instant::now();
+        assert!(
+            wait_until(Duration::from_secs(2), || {
+                pw.metrics().get("poolwatch_ingest_datagrams_total") == sent as f64
+            }),
+            "ingestion fell behind: {} of {sent} after {:?}",
+            pw.metrics().get("poolwatch_ingest_datagrams_total"),
+            started.elapsed()
+        );
+    }
+    let m = pw.metrics();
+    assert_eq!(m.get("poolwatch_ingest_kernel_drops_total"), 0.0);
+    assert_eq!(
+        m.get("poolwatch_alert_queue_depth"),
+        0.0,
+        "the stuck one is in hand, not queued"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || hook.received().len() >= 2),
+        "delivery times out and retries"
+    );
+}
+
+#[test]
+fn sigterm_delivers_what_is_queued_or_reports_it() {
+    // A slow webhook: the queued failover still goes out before exit.
+    let hook = Webhook::start();
+    hook.set_mode(Mode::Slow(Duration::from_millis(700)));
+    let url = hook.url();
+    let mut pw = Poolwatch::start_with_env(&[], &env(&url, &[("ALERT_DRAIN_SEC", "5")]));
+    pw.send(&many(30, ok("blue")));
+    pw.send(&[rescued()]);
+    hook.wait_for(0, Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(pw.stop(), Some(0));
+    assert!(
+        texts(&hook).iter().any(|t| t.contains("Failover")),
+        "{:?}",
+        texts(&hook)
+    );
+
+    // A webhook that never answers: reported as undelivered, exit on time.
+    let hook = Webhook::start();
+    hook.set_mode(Mode::Hang);
+    let url = hook.url();
+    let mut pw = Poolwatch::start_with_env(&[], &env(&url, &[("ALERT_DRAIN_SEC", "1")]));
+    pw.send(&many(30, ok("blue")));
+    pw.send(&[rescued()]);
+    hook.wait_for(1, Duration::from_secs(3));
+    let started = Instant::now();
+    assert_eq!(pw.stop(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let log = pw.log();
+    assert!(log.contains("undelivered"), "{log}");
+    assert!(log.contains("Failover: blue"), "{log}");
+    assert!(!log.contains("XXXXXXXX"), "the webhook URL leaked: {log}");
+}
+
+#[test]
+fn alert_test_command_reports_delivery() {
+    let hook = Webhook::start();
+    let run = |hook: &Webhook| {
+        Command::new(poolwatch_bin())
+            .arg("alert-test")
+            .env_clear()
+            .env("SLACK_WEBHOOK_URL", hook.url())
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap()
+    };
+    let out = run(&hook);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = hook.wait_for_accepted(1, Duration::from_secs(3));
+    assert!(text(&got[0].body).contains("poolwatch alert test"));
+    hook.set_mode(Mode::Status(404, "no_service"));
+    let out = run(&hook);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no_service"), "{err}");
+    assert!(!err.contains("XXXXXXXX"), "the webhook URL leaked: {err}");
+    no_violations(&hook);
+
+    // Without a webhook the sample goes to stdout as one JSON line.
+    let out = Command::new(poolwatch_bin())
+        .arg("alert-test")
+        .env_clear()
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["kind"], "test");
+}
