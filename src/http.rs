@@ -76,6 +76,10 @@ async fn healthz(State(s): State<AppState>) -> Response {
 async fn state_doc(State(s): State<AppState>) -> Response {
     let mut doc = serde_json::to_value(s.shared.snapshot()).unwrap_or_default();
     doc["alerting"] = serde_json::to_value(s.alerts.status()).unwrap_or_default();
+    // The alert loop's copy is up to a tick old; maintenance is read live so
+    // that a change made a moment ago shows.
+    doc["alerting"]["maintenance"] =
+        serde_json::to_value(s.alerts.maintenance().status()).unwrap_or_default();
     Json(doc).into_response()
 }
 

@@ -252,7 +252,11 @@ fn server_errors_are_retried_in_order_without_loss() {
 
     let received = hook.received();
     let refused: Vec<_> = received.iter().filter(|r| r.answered == 500).collect();
-    assert!(refused.len() >= 5, "only {} attempts in 10 s", refused.len());
+    assert!(
+        refused.len() >= 5,
+        "only {} attempts in 10 s",
+        refused.len()
+    );
     assert!(
         refused.iter().all(|r| number(&r.body) == 0),
         "only the head of the queue is retried"
