@@ -81,6 +81,10 @@ pub enum Command {
     AlertTest,
     /// Send realistic nginx syslog datagrams to a receiver.
     Loadgen(crate::loadgen::LoadgenArgs),
+    /// Check a running stack: with chaos on the primary pool (error, then
+    /// timeout), clients must get only 200s, nearly all from the backup;
+    /// then traffic must return to the primary. Chaos is always stopped.
+    CheckFailover(crate::check_failover::CheckFailoverArgs),
 }
 
 /// Where the receiver listens.

@@ -11,6 +11,7 @@ pub mod admin_client;
 pub mod alert;
 pub mod alert_test;
 pub mod alerting;
+pub mod check_failover;
 pub mod config;
 pub mod http;
 pub mod ingest;

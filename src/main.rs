@@ -25,6 +25,9 @@ fn main() -> ExitCode {
         }
         Some(Command::AlertTest) => poolwatch::alert_test::main(&cli),
         Some(Command::Loadgen(args)) => poolwatch::loadgen::main(args),
+        Some(Command::CheckFailover(args)) => {
+            poolwatch::check_failover::main(args, &cli.rules.active_pool)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
