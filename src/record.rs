@@ -104,17 +104,19 @@ impl Decoder {
         if buf[..len].first() != Some(&b'{') {
             return Err(DecodeError::NotAccessLog);
         }
-        let len = if has_hex_escape(&buf[..len]) {
-            rewrite_hex_escapes(&mut buf[..len])
-        } else {
-            len
-        };
+        let mut len = len;
         let mut repaired = false;
-        if std::str::from_utf8(&buf[..len]).is_err() {
-            // Validating up front is cheap next to parsing, and a failed
-            // parse must not have rewritten the buffer before the retry.
-            repair_utf8(&mut buf[..len]);
-            repaired = true;
+        // Repairs must happen before parsing (a failed parse may already
+        // have unescaped strings in place), so look first, cheaply: only a
+        // line with a backslash or a byte >= 0x80 can need one.
+        if may_need_repair(&buf[..len]) {
+            if has_hex_escape(&buf[..len]) {
+                len = rewrite_hex_escapes(&mut buf[..len]);
+            }
+            if std::str::from_utf8(&buf[..len]).is_err() {
+                repair_utf8(&mut buf[..len]);
+                repaired = true;
+            }
         }
         let mut tape: Tape<'a> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let result = match simd_json::fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
@@ -127,6 +129,20 @@ impl Decoder {
             r
         })
     }
+}
+
+/// Whether the line holds a backslash or a byte >= 0x80. Branch-free over
+/// fixed-size chunks so that it compiles to vector instructions: the common
+/// line (plain ASCII, no escapes) pays a few nanoseconds, not a byte loop.
+fn may_need_repair(bytes: &[u8]) -> bool {
+    let flag = |acc: u8, &b: &u8| acc | (b & 0x80) | u8::from(b == b'\\');
+    let mut chunks = bytes.chunks_exact(32);
+    let mut acc = 0u8;
+    for c in &mut chunks {
+        acc |= c.iter().fold(0u8, flag);
+    }
+    acc |= chunks.remainder().iter().fold(0u8, flag);
+    acc != 0
 }
 
 /// Does the line use `escape=default`'s `\xHH`? In JSON a backslash is
@@ -441,6 +457,18 @@ mod tests {
         assert!(has_hex_escape(br#"{"a":"\x"}"#));
         assert!(!has_hex_escape(br#"{"a":"\\x"}"#));
         assert!(!has_hex_escape(b"{\"a\":\"\\"));
+    }
+
+    #[test]
+    fn repair_screen_sees_backslashes_and_high_bytes() {
+        assert!(!may_need_repair(br#"{"status":200,"uri":"/plain/ascii/line/longer/than/one/chunk/of/32"}"#));
+        assert!(may_need_repair(br#"{"uri":"/a\"b"}"#));
+        let mut long = vec![b'a'; 100];
+        long[77] = 0xC3;
+        assert!(may_need_repair(&long));
+        long[77] = b'a';
+        long[99] = b'\\';
+        assert!(may_need_repair(&long));
     }
 
     #[test]
