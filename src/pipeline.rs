@@ -216,12 +216,9 @@ impl Pipeline {
         if r.repaired_utf8 {
             t.invalid_utf8 += 1;
         }
-        let attempts = || upstream::attempts(r.upstream_status, r.upstream_addr, "");
-        let tried = attempts().filter(|a| !a.is_no_live_upstream()).count();
-        let no_live = attempts().any(|a| a.is_no_live_upstream());
         // When nginx ends on "no live upstream" it answers itself: the pool
         // header then names an earlier try, not who served the client.
-        let ends_no_live = attempts().last().is_some_and(|a| a.is_no_live_upstream());
+        let ends_no_live = upstream::ends_with_no_live_upstream(r.upstream_addr);
         let serving = if ends_no_live {
             self.pools.none()
         } else {
@@ -243,8 +240,19 @@ impl Pipeline {
         let mut first_pool = None;
         let mut last_pool = None;
         let mut final_pushed = false;
-        for (i, a) in attempts().filter(|a| !a.is_no_live_upstream()).enumerate() {
-            let last = i + 1 == tried && !ends_no_live;
+        let mut tried = 0;
+        let mut no_live = false;
+        // One pass over the lists; a one-attempt lookahead says whether an
+        // attempt is the last one that reached a server (nginx only ever
+        // appends the no-live marker at the end).
+        let mut attempts = upstream::attempts(r.upstream_status, r.upstream_addr, "").peekable();
+        while let Some(a) = attempts.next() {
+            if a.is_no_live_upstream() {
+                no_live = true;
+                continue;
+            }
+            tried += 1;
+            let last = attempts.peek().is_none();
             // The pool header is that of the last response nginx received.
             // Only a last attempt that plainly answered (not a refused
             // connection or a timeout, which leave the header of an earlier

@@ -77,7 +77,16 @@ pub struct Decoder {
     // Always empty between calls; its lifetime is re-bound per line by
     // `Tape::reset`, which keeps the allocation.
     tape: Tape<'static>,
+    /// The key seen at each position of the last line. nginx writes the
+    /// same keys in the same order every time, so one comparison per key
+    /// usually identifies it.
+    order: KeyOrder,
 }
+
+const ORDER_SLOTS: usize = 32;
+
+/// Field (or unknown key, `None`) and its name, by position in the object.
+type KeyOrder = [Option<(Option<Field>, &'static str)>; ORDER_SLOTS];
 
 impl Default for Decoder {
     fn default() -> Self {
@@ -90,6 +99,7 @@ impl Decoder {
         Decoder {
             buffers: Buffers::new(4096),
             tape: Tape(Vec::with_capacity(128)),
+            order: [None; ORDER_SLOTS],
         }
     }
 
@@ -120,7 +130,7 @@ impl Decoder {
         }
         let mut tape: Tape<'a> = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let result = match simd_json::fill_tape_padded(buf, len, &mut self.buffers, &mut tape) {
-            Ok(()) => read_fields(&tape.0),
+            Ok(()) => read_fields(&tape.0, &mut self.order),
             Err(_) => Err(DecodeError::InvalidJson),
         };
         self.tape = tape.reset();
@@ -225,7 +235,7 @@ fn repair_utf8(bytes: &mut [u8]) {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
     Time,
     RemoteAddr,
@@ -242,6 +252,43 @@ enum Field {
     Release,
     RequestId,
     UserAgent,
+}
+
+/// Field names, for the position cache.
+const FIELD_NAMES: [(&str, Field); 15] = [
+    ("time", Field::Time),
+    ("remote_addr", Field::RemoteAddr),
+    ("request", Field::Request),
+    ("method", Field::Method),
+    ("uri", Field::Uri),
+    ("status", Field::Status),
+    ("body_bytes_sent", Field::BodyBytesSent),
+    ("request_time", Field::RequestTime),
+    ("upstream_status", Field::UpstreamStatus),
+    ("upstream_addr", Field::UpstreamAddr),
+    ("upstream_response_time", Field::UpstreamResponseTime),
+    ("pool", Field::Pool),
+    ("release", Field::Release),
+    ("request_id", Field::RequestId),
+    ("http_user_agent", Field::UserAgent),
+];
+
+/// Identify the key at `pos`, trying the key seen there last time first.
+fn field_at(key: &str, pos: usize, order: &mut KeyOrder) -> Option<Field> {
+    let slot = order.get_mut(pos);
+    if let Some(Some((f, name))) = slot.as_deref()
+        && *name == key
+    {
+        return *f;
+    }
+    let f = field(key);
+    if let Some(slot) = slot {
+        let name = f.map_or("", |f| FIELD_NAMES[f as usize].0);
+        // Unknown keys are not cached by name (it would have to be owned);
+        // they fall back to the full match each time.
+        *slot = f.map(|f| (Some(f), name));
+    }
+    f
 }
 
 fn field(key: &str) -> Option<Field> {
@@ -291,20 +338,25 @@ fn scalar<'a>(node: &Node<'a>) -> Scalar<'a> {
     }
 }
 
-fn read_fields<'a>(nodes: &[Node<'a>]) -> Result<AccessRecord<'a>, DecodeError> {
+fn read_fields<'a>(
+    nodes: &[Node<'a>],
+    order: &mut KeyOrder,
+) -> Result<AccessRecord<'a>, DecodeError> {
     let Some(Node::Object { len, .. }) = nodes.first() else {
         return Err(DecodeError::InvalidJson);
     };
     let mut rec = AccessRecord::default();
     let mut status: Option<Result<u16, DecodeError>> = None;
     let mut i = 1;
-    for _ in 0..*len {
+    for pos in 0..*len {
         let Some(Node::String(key)) = nodes.get(i) else {
             return Err(DecodeError::InvalidJson);
         };
         let value = nodes.get(i + 1).ok_or(DecodeError::InvalidJson)?;
         i += 1 + node_span(value);
-        let Some(f) = field(key) else { continue };
+        let Some(f) = field_at(key, pos, order) else {
+            continue;
+        };
         if let (Field::UpstreamStatus, Node::String(s)) = (f, value) {
             // "-" is a real element here (no response), not an absent value.
             rec.upstream_status = s;
@@ -461,7 +513,9 @@ mod tests {
 
     #[test]
     fn repair_screen_sees_backslashes_and_high_bytes() {
-        assert!(!may_need_repair(br#"{"status":200,"uri":"/plain/ascii/line/longer/than/one/chunk/of/32"}"#));
+        assert!(!may_need_repair(
+            br#"{"status":200,"uri":"/plain/ascii/line/longer/than/one/chunk/of/32"}"#
+        ));
         assert!(may_need_repair(br#"{"uri":"/a\"b"}"#));
         let mut long = vec![b'a'; 100];
         long[77] = 0xC3;
@@ -469,6 +523,29 @@ mod tests {
         long[77] = b'a';
         long[99] = b'\\';
         assert!(may_need_repair(&long));
+    }
+
+    #[test]
+    fn key_order_cache_follows_changing_layouts() {
+        let mut d = Decoder::new();
+        let lines: [&[u8]; 4] = [
+            br#"{"status":200,"pool":"blue","x":1}"#,
+            br#"{"status":201,"pool":"blue","x":1}"#,
+            br#"{"pool":"green","x":1,"status":202}"#,
+            br#"{"x":1,"status":203,"pool":"blue"}"#,
+        ];
+        for (i, line) in lines.iter().enumerate() {
+            let (mut v, len) = padded(line);
+            let r = d.decode(&mut v, len).unwrap();
+            assert_eq!(r.status, 200 + i as u16);
+            assert!(r.pool == "blue" || r.pool == "green");
+        }
+        assert!(
+            FIELD_NAMES
+                .iter()
+                .enumerate()
+                .all(|(i, (n, f))| *f as usize == i && field(n) == Some(*f))
+        );
     }
 
     #[test]

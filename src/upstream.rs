@@ -106,6 +106,19 @@ pub fn attempts<'a>(
     })
 }
 
+/// Whether the last address of the list is the upstream group's name: nginx
+/// found no live server and answered by itself. Reads from the end, without
+/// splitting the list.
+pub fn ends_with_no_live_upstream(addr: &str) -> bool {
+    let last = match (addr.rfind(", "), addr.rfind(" : ")) {
+        (Some(a), Some(b)) if b > a => &addr[b + 3..],
+        (Some(a), _) => &addr[a + 2..],
+        (None, Some(b)) => &addr[b + 3..],
+        (None, None) => addr,
+    };
+    !last.is_empty() && last != "-" && !last.contains(':')
+}
+
 /// Split on `", "` and `" : "`. An empty list has no elements; addresses
 /// never contain either separator (IPv6 has no spaces).
 fn split(list: &str) -> Split<'_> {
@@ -194,6 +207,19 @@ mod tests {
     fn upstream_group_name_means_no_live_upstream() {
         let a: Vec<_> = attempts("502", "backend", "0.000").collect();
         assert!(a[0].is_no_live_upstream());
+    }
+
+    #[test]
+    fn last_address_says_no_live_upstream() {
+        assert!(ends_with_no_live_upstream("backend"));
+        assert!(ends_with_no_live_upstream("10.0.0.2:3000, backend"));
+        assert!(ends_with_no_live_upstream("10.0.0.2:3000 : backend"));
+        assert!(!ends_with_no_live_upstream("backend, 10.0.0.2:3000"));
+        assert!(!ends_with_no_live_upstream("a:1, b:2 : c:3"));
+        assert!(!ends_with_no_live_upstream("a:1 : b:2, c:3"));
+        assert!(!ends_with_no_live_upstream(""));
+        assert!(!ends_with_no_live_upstream("-"));
+        assert!(!ends_with_no_live_upstream("unix:/run/app.sock"));
     }
 
     #[test]
