@@ -13,7 +13,6 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
-use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
@@ -162,7 +161,7 @@ pub struct PipelineArgs {
         env = "WINDOW_SIZE",
         value_name = "WINDOW_SIZE",
         default_value_t = 200,
-        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+        value_parser = whole::<u32>(1, 1_000_000),
         global = true
     )]
     pub window_size: u32,
@@ -173,7 +172,7 @@ pub struct PipelineArgs {
         env = "WINDOW_SECONDS",
         value_name = "WINDOW_SECONDS",
         default_value_t = 60,
-        value_parser = clap::value_parser!(u32).range(1..=3600),
+        value_parser = whole::<u32>(1, 3600),
         global = true
     )]
     pub window_seconds: u32,
@@ -185,7 +184,7 @@ pub struct PipelineArgs {
         env = "SERVING_WINDOW",
         value_name = "SERVING_WINDOW",
         default_value_t = 20,
-        value_parser = clap::value_parser!(u32).range(1..=100_000),
+        value_parser = whole::<u32>(1, 100_000),
         global = true
     )]
     pub serving_window: u32,
@@ -225,7 +224,7 @@ pub struct RulesArgs {
         env = "ERROR_RATE_MIN_REQUESTS",
         value_name = "ERROR_RATE_MIN_REQUESTS",
         default_value_t = 50,
-        value_parser = clap::value_parser!(u64).range(1..=1_000_000),
+        value_parser = whole::<u64>(1, 1_000_000),
         global = true
     )]
     pub error_rate_min_requests: u64,
@@ -250,7 +249,7 @@ pub struct RulesArgs {
         env = "ALERT_COOLDOWN_SEC",
         value_name = "ALERT_COOLDOWN_SEC",
         default_value_t = 300,
-        value_parser = clap::value_parser!(u64).range(0..=86_400),
+        value_parser = whole::<u64>(0, 86_400),
         global = true
     )]
     pub alert_cooldown_sec: u64,
@@ -283,7 +282,7 @@ pub struct AlertArgs {
         env = "ALERT_QUEUE_SIZE",
         value_name = "ALERT_QUEUE_SIZE",
         default_value_t = 256,
-        value_parser = clap::value_parser!(u32).range(1..=100_000),
+        value_parser = whole::<u32>(1, 100_000),
         global = true
     )]
     pub alert_queue_size: u32,
@@ -294,7 +293,7 @@ pub struct AlertArgs {
         env = "ALERT_TIMEOUT_SEC",
         value_name = "ALERT_TIMEOUT_SEC",
         default_value_t = 10,
-        value_parser = clap::value_parser!(u64).range(1..=300),
+        value_parser = whole::<u64>(1, 300),
         global = true
     )]
     pub alert_timeout_sec: u64,
@@ -306,7 +305,7 @@ pub struct AlertArgs {
         env = "ALERT_RETRY_FOR_SEC",
         value_name = "ALERT_RETRY_FOR_SEC",
         default_value_t = 600,
-        value_parser = clap::value_parser!(u64).range(1..=86_400),
+        value_parser = whole::<u64>(1, 86_400),
         global = true
     )]
     pub alert_retry_for_sec: u64,
@@ -317,7 +316,7 @@ pub struct AlertArgs {
         env = "ALERT_DRAIN_SEC",
         value_name = "ALERT_DRAIN_SEC",
         default_value_t = 10,
-        value_parser = clap::value_parser!(u64).range(0..=600),
+        value_parser = whole::<u64>(0, 600),
         global = true
     )]
     pub alert_drain_sec: u64,
@@ -360,7 +359,7 @@ pub struct AdminArgs {
         value_name = "MAINTENANCE_MODE",
         default_value = "false",
         action = ArgAction::Set,
-        value_parser = BoolishValueParser::new()
+        value_parser = parse_bool
     )]
     pub maintenance_mode: bool,
 
@@ -419,6 +418,32 @@ pub enum MaintenanceAction {
     },
     /// Show whether maintenance is on.
     Status,
+}
+
+/// A whole number within `min..=max`, with an error that says so.
+fn whole<T>(
+    min: u64,
+    max: u64,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+{
+    move |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|v| (min..=max).contains(v))
+            .and_then(|v| T::try_from(v).ok())
+            .ok_or_else(|| format!("accepted: a whole number from {min} to {max}"))
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err("accepted: true or false (also yes/no, on/off, 1/0)".into()),
+    }
 }
 
 /// Parse `30m`, `2h`, `90s`.
@@ -612,6 +637,30 @@ impl RulesArgs {
     }
 }
 
+/// Treat settings given as empty environment variables (`ADMIN_TOKEN=` in a
+/// copied `.env.example`, `SLACK_WEBHOOK_URL=` in compose) as not given,
+/// so they fall back to their defaults instead of becoming empty values:
+/// an empty token must never be a token that an empty header matches.
+pub fn unset_empty_settings() {
+    use clap::CommandFactory;
+    let mut names = Vec::new();
+    let mut stack = vec![Cli::command()];
+    while let Some(cmd) = stack.pop() {
+        names.extend(
+            cmd.get_arguments()
+                .filter_map(|a| a.get_env())
+                .map(|e| e.to_os_string()),
+        );
+        stack.extend(cmd.get_subcommands().cloned());
+    }
+    for name in names {
+        if std::env::var_os(&name).is_some_and(|v| v.is_empty()) {
+            // SAFETY: called at the start of main, before any thread exists.
+            unsafe { std::env::remove_var(&name) };
+        }
+    }
+}
+
 /// Load `.env` from the working directory, if present, without overriding
 /// variables already set.
 pub fn load_dotenv() -> Result<(), String> {
@@ -648,7 +697,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("WINDOW_SIZE"), "{err}");
-        assert!(err.contains("1..=1000000"), "{err}");
+        assert!(err.contains("from 1 to 1000000"), "{err}");
         let err = Cli::try_parse_from(["poolwatch", "--pools", "blue,other"])
             .unwrap_err()
             .to_string();

@@ -148,7 +148,9 @@ fn authorize(
     peer: SocketAddr,
     headers: &HeaderMap,
 ) -> Result<(), Response> {
-    match token {
+    // An empty token is no token (defence in depth: settings already treat
+    // an empty value as unset).
+    match token.filter(|t| !t.expose().is_empty()) {
         Some(token) => {
             let given = headers
                 .get(header::AUTHORIZATION)
@@ -228,6 +230,14 @@ mod tests {
                 StatusCode::UNAUTHORIZED
             );
         }
+        // An empty token would match an empty header: it counts as none.
+        let empty = Secret::new("");
+        assert_eq!(
+            authorize(Some(&empty), remote, &headers(None))
+                .unwrap_err()
+                .status(),
+            StatusCode::FORBIDDEN
+        );
         // A token is required even from loopback once one is configured.
         let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         assert!(authorize(Some(&t), local, &headers(None)).is_err());

@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         eprintln!("poolwatch: {e}");
         return ExitCode::from(2);
     }
+    config::unset_empty_settings();
     let cli = Cli::parse();
     if let Err(e) = init_logging(&cli.log) {
         eprintln!("poolwatch: {e}");
