@@ -267,7 +267,11 @@ impl Rules {
             .max_by_key(|&(_, n)| n)
             .map(|(b, _)| b);
         let serving_changed = snap.serving.is_some() && snap.serving != self.last_serving;
-        let primary_failing = snap.count[p].failures > 0 || snap.failures(p) > prev.failures(p);
+        // "Shows failures" means lately: failures older than the recovery
+        // confirmation period are history, so a switch made after the
+        // primary recovered is planned, not a failover.
+        let primary_failing = snap.failures(p) > prev.failures(p)
+            || now - self.last_primary_failure < self.cfg.recovery_confirm_secs;
         let moved_to_backup = match snap.serving {
             Some(s) if serving_changed && s != p && s < snap.known => Some(s),
             _ => None,
@@ -920,6 +924,37 @@ mod tests {
         let s = w.tick(0.1);
         assert_eq!(kinds(&s), [(Kind::Failover, Phase::Open)]);
         assert_eq!(s[0].notification.title, "Failover: green → blue");
+    }
+
+    #[test]
+    fn serving_moving_away_from_a_failing_primary_is_a_failover() {
+        let mut w = World::with_min_requests(1000);
+        w.req(20, 200, "200", BLUE, "blue");
+        w.tick(0.1);
+        // Both tries fail (no rescue), then traffic settles on green.
+        w.req(1, 502, "500, 502", &format!("{BLUE}, {GREEN}"), "blue");
+        w.tick(0.1);
+        w.req(15, 200, "200", GREEN, "green");
+        let s = w.tick(0.5);
+        assert!(
+            kinds(&s).contains(&(Kind::Failover, Phase::Open)),
+            "{:?}",
+            kinds(&s)
+        );
+    }
+
+    #[test]
+    fn switch_long_after_recovered_failures_is_planned() {
+        let mut w = World::with_min_requests(1000);
+        w.req(20, 200, "200", BLUE, "blue");
+        w.tick(0.1);
+        w.req(1, 200, "500, 200", &format!("{BLUE}, {GREEN}"), "green");
+        assert_eq!(kinds(&w.tick(0.1)), [(Kind::Failover, Phase::Open)]);
+        w.req(20, 200, "200", BLUE, "blue");
+        assert_eq!(kinds(&w.tick(4.0)), [(Kind::Recovery, Phase::Resolve)]);
+        // Blue's count window still holds that failure; the switch is planned.
+        w.req(20, 200, "200", GREEN, "green");
+        assert_eq!(kinds(&w.tick(1.0)), [(Kind::PoolSwitch, Phase::Event)]);
     }
 
     #[test]

@@ -1,0 +1,315 @@
+//! The whole stack on loopback ports, with real programs only: nginx
+//! (Debian's package, rendered by the shipped template and scripts), two
+//! demo-apps, poolwatch, a Slack-like webhook, and Prometheus (Debian's
+//! package) scraping poolwatch. It runs `poolwatch check-failover`, a
+//! planned switch under traffic, and checks that every query of the shipped
+//! Grafana dashboard returns data.
+//!
+//! Slow (about a minute): run alone with `cargo test --test stack_e2e`.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::poolwatch::{Poolwatch, poolwatch_bin};
+use common::webhook::Webhook;
+use common::{
+    DemoApp, Nginx, NginxOpts, SyslogTarget, free_port_tcp, header, try_http_request,
+    unique_temp_path, wait_until,
+};
+
+/// Prometheus from Debian's package, scraping poolwatch every second.
+struct Prometheus {
+    child: Child,
+    addr: String,
+    dir: std::path::PathBuf,
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Prometheus {
+        let dir = unique_temp_path("prometheus");
+        std::fs::create_dir_all(&dir).unwrap();
+        let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/prometheus/alerts.yml");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules}\nscrape_configs:\n  - job_name: poolwatch\n    static_configs:\n      - targets: ['{target}']\n"
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let addr = format!("127.0.0.1:{}", free_port_tcp());
+        let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
+        let child = Command::new(&bin)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin} (installed by scripts/test): {e}"));
+        let p = Prometheus { child, addr, dir };
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                try_http_request("GET", &p.addr, "/-/ready", b"", Duration::from_secs(1))
+                    .is_ok_and(|r| r.0 == 200)
+            }),
+            "prometheus not ready:\n{}",
+            std::fs::read_to_string(p.dir.join("prometheus.log")).unwrap_or_default()
+        );
+        p
+    }
+
+    /// Instant query; returns the `data.result` array.
+    fn query(&self, expr: &str) -> Result<Vec<serde_json::Value>, String> {
+        let path = format!("/api/v1/query?query={}", percent_encode(expr));
+        let (status, _, body) =
+            try_http_request("GET", &self.addr, &path, b"", Duration::from_secs(5))
+                .map_err(|e| e.to_string())?;
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        if status != 200 || v["status"] != "success" {
+            return Err(body);
+        }
+        Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Every `expr` in the dashboard, panels nested in rows included.
+fn dashboard_exprs() -> Vec<(String, String)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/grafana/dashboards/poolwatch.json"
+    );
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut out = Vec::new();
+    fn walk(panels: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        for p in panels.as_array().into_iter().flatten() {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                if let Some(e) = t["expr"].as_str() {
+                    out.push((p["title"].as_str().unwrap_or("").to_string(), e.to_string()));
+                }
+            }
+            walk(&p["panels"], out);
+        }
+    }
+    walk(&dash["panels"], &mut out);
+    out
+}
+
+fn texts(hook: &Webhook) -> Vec<String> {
+    hook.accepted()
+        .iter()
+        .map(|b| b["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn count(hook: &Webhook, needle: &str) -> usize {
+    texts(hook).iter().filter(|t| t.contains(needle)).count()
+}
+
+#[test]
+fn the_stack_fails_over_switches_and_feeds_the_dashboard() {
+    let hook = Webhook::start();
+    let url = hook.url();
+    let pw = Poolwatch::start_with_env(
+        &[],
+        &[
+            ("SLACK_WEBHOOK_URL", url.as_str()),
+            ("RECOVERY_CONFIRM_SEC", "2"),
+            ("WINDOW_SIZE", "20"),
+            ("ERROR_RATE_MIN_REQUESTS", "10"),
+        ],
+    );
+    let blue = DemoApp::start("blue", "blue-v1");
+    let green = DemoApp::start("green", "green-v1");
+    let mut nginx = Nginx::start(NginxOpts::new(
+        "blue",
+        &blue.addr(),
+        &green.addr(),
+        SyslogTarget::Udp(pw.udp.clone()),
+    ));
+    let prom = Prometheus::start(&pw.http);
+    let front = nginx.addr();
+
+    // Steady traffic served by blue.
+    for _ in 0..30 {
+        let (status, headers, _) = nginx.get("/version");
+        assert_eq!(
+            (status, header(&headers, "x-app-pool")),
+            (200, Some("blue"))
+        );
+        assert_eq!(header(&headers, "x-release-id"), Some("blue-v1"));
+    }
+
+    // Blue fails: told within a second of the first retried request.
+    blue.chaos(Some("error"));
+    let t0 = Instant::now();
+    let (status, headers, _) = nginx.get("/version");
+    assert_eq!(
+        (status, header(&headers, "x-app-pool")),
+        (200, Some("green"))
+    );
+    let got = hook.wait_for_accepted(1, Duration::from_secs(3));
+    let first = got[0].body["text"].as_str().unwrap_or_default().to_string();
+    assert!(first.contains("Failover: blue → green"), "{first}");
+    assert!(
+        got[0].at - t0 < Duration::from_secs(1),
+        "told after {:?}",
+        got[0].at - t0
+    );
+    // The small window makes blue's error rate alert too.
+    assert!(wait_until(Duration::from_secs(3), || count(
+        &hook,
+        "High error rate on blue"
+    ) == 1));
+
+    // Blue healthy again: nginx tries it after fail_timeout; recovery told.
+    blue.chaos(None);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let _ = nginx.get("/version");
+            count(&hook, "Recovered: blue") == 1
+        }),
+        "{:?}",
+        texts(&hook)
+    );
+    assert_eq!(count(&hook, "Failover:"), 1, "{:?}", texts(&hook));
+
+    // The shipped check: error then timeout chaos, 10 s each.
+    let out = Command::new(poolwatch_bin())
+        .arg("check-failover")
+        .args(["--nginx", &format!("http://{front}")])
+        .args(["--blue", &format!("http://{}", blue.addr())])
+        .args(["--green", &format!("http://{}", green.addr())])
+        .env_clear()
+        .env("ACTIVE_POOL", "blue")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("error") && report.contains("timeout"),
+        "{report}"
+    );
+    assert_eq!(report.matches("PASS").count(), 3, "{report}");
+
+    // A planned switch under steady traffic: no failed request, a notice,
+    // no failover.
+    let failovers_before = count(&hook, "Failover:");
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let traffic = {
+        let (stop, failed, sent, front) =
+            (stop.clone(), failed.clone(), sent.clone(), front.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let ok = try_http_request("GET", &front, "/version", b"", Duration::from_secs(10))
+                    .is_ok_and(|r| r.0 == 200);
+                sent.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    // Let recovery from the check settle on blue first.
+    assert!(
+        wait_until(Duration::from_secs(20), || count(&hook, "Recovered: blue")
+            >= 2),
+        "{report}\n{:#?}",
+        texts(&hook)
+    );
+    nginx.switch("green");
+    assert!(
+        wait_until(Duration::from_secs(10), || count(
+            &hook,
+            "Pool switch: blue → green"
+        ) == 1),
+        "{:?}",
+        texts(&hook)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    traffic.join().unwrap();
+    assert!(sent.load(Ordering::Relaxed) > 50);
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during the switch"
+    );
+    assert_eq!(
+        count(&hook, "Failover:"),
+        failovers_before,
+        "{:?}",
+        texts(&hook)
+    );
+    let (_, headers, _) = nginx.get("/version");
+    assert_eq!(header(&headers, "x-app-pool"), Some("green"));
+    assert_eq!(hook.violations(), Vec::<String>::new());
+
+    // Every dashboard query returns data from the real Prometheus.
+    let exprs = dashboard_exprs();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let mut empty = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            empty = exprs
+                .iter()
+                .filter(|(_, e)| prom.query(e).map(|r| r.is_empty()).unwrap_or(true))
+                .cloned()
+                .collect();
+            empty.is_empty()
+        }),
+        "queries with no data: {empty:#?}"
+    );
+    // The shipped alert rules loaded in that Prometheus.
+    let (_, _, body) = try_http_request(
+        "GET",
+        &prom.addr,
+        "/api/v1/rules",
+        b"",
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let rules: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let loaded: usize = rules["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| g["rules"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert!(loaded >= 5, "{body}");
+}
