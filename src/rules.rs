@@ -28,6 +28,12 @@ use crate::window::Sums;
 /// line does not open and close it over and over.
 pub const RESOLVE_FRACTION: f64 = 0.5;
 
+/// During a failover, nginx keeps probing the failed primary every
+/// `fail_timeout` (seconds). When it stops trying the primary altogether
+/// while the backup serves, the primary was taken out of rotation: an
+/// operator switched pools. This long without a single attempt says so.
+pub const SWITCH_SILENCE_SECS: f64 = 30.0;
+
 /// Settings the rules read.
 #[derive(Debug, Clone)]
 pub struct RulesConfig {
@@ -188,6 +194,8 @@ pub struct Rules {
     prev: Option<Snapshot>,
     open: BTreeMap<IncidentKey, Incident>,
     last_primary_failure: f64,
+    /// When the primary was last tried at all.
+    last_primary_attempt: f64,
 }
 
 impl Rules {
@@ -201,6 +209,7 @@ impl Rules {
             prev: None,
             open: BTreeMap::new(),
             last_primary_failure: f64::NEG_INFINITY,
+            last_primary_attempt: f64::NEG_INFINITY,
         }
     }
 
@@ -236,6 +245,9 @@ impl Rules {
         let p = self.primary;
         if snap.failures(p) > prev.failures(p) {
             self.last_primary_failure = now;
+        }
+        if snap.attempts[p].iter().sum::<u64>() > prev.attempts[p].iter().sum::<u64>() {
+            self.last_primary_attempt = now;
         }
         self.failover_and_switch(snap, &prev, now, &mut out);
         self.recovery(snap, now, &mut out);
@@ -341,6 +353,12 @@ impl Rules {
         let Some(inc) = self.open.get(&key) else {
             return;
         };
+        if let Some(to) = snap.serving.filter(|&s| s != p && s < snap.known)
+            && now - self.last_primary_attempt.max(inc.opened_at) >= SWITCH_SILENCE_SECS
+        {
+            self.switched_during_failover(snap, p, to, now, out);
+            return;
+        }
         let quiet_for = now - self.last_primary_failure.max(inc.last_bad);
         if snap.serving != Some(p) || quiet_for < self.cfg.recovery_confirm_secs {
             return;
@@ -383,6 +401,57 @@ impl Rules {
             ),
             target: None,
         });
+    }
+
+    /// nginx no longer tries the failed primary at all: it was switched out.
+    /// The failover ends here and the pool now serving becomes the primary.
+    fn switched_during_failover(
+        &mut self,
+        snap: &Snapshot,
+        p: PoolId,
+        to: PoolId,
+        now: f64,
+        out: &mut Vec<Signal>,
+    ) {
+        let key = IncidentKey {
+            kind: Kind::Failover,
+            pool: Some(p),
+        };
+        let Some(inc) = self.open.remove(&key) else {
+            return;
+        };
+        let label = |id: PoolId| snap.labels[id].clone();
+        let mut n = self.switch_message(snap, p, to, now);
+        n.title = format!(
+            "Pool switch: {} → {} (during the failover)",
+            label(p),
+            label(to)
+        );
+        n.summary = format!(
+            "nginx has not tried {} for {:.0} s while {} served: {} was taken out of rotation \
+             and {} is the primary now. This ends the failover {} → {} that started at {} and \
+             lasted {}.",
+            label(p),
+            SWITCH_SILENCE_SECS,
+            label(to),
+            label(p),
+            label(to),
+            label(p),
+            label(to),
+            format_rfc3339(inc.opened_at as i64),
+            human_duration(now - inc.opened_at)
+        );
+        n.resolved = true;
+        out.push(Signal {
+            key,
+            phase: Phase::Resolve,
+            notification: n,
+            target: Some(to),
+        });
+        self.primary = to;
+        self.last_serving = Some(to);
+        self.last_primary_failure = f64::NEG_INFINITY;
+        self.last_primary_attempt = now;
     }
 
     fn error_rate(
@@ -954,6 +1023,37 @@ mod tests {
         assert_eq!(kinds(&w.tick(4.0)), [(Kind::Recovery, Phase::Resolve)]);
         // Blue's count window still holds that failure; the switch is planned.
         w.req(20, 200, "200", GREEN, "green");
+        assert_eq!(kinds(&w.tick(1.0)), [(Kind::PoolSwitch, Phase::Event)]);
+    }
+
+    #[test]
+    fn switching_away_from_a_failed_primary_ends_the_failover() {
+        let mut w = World::with_min_requests(1000);
+        w.req(20, 200, "200", BLUE, "blue");
+        w.tick(0.1);
+        w.req(1, 200, "500, 200", &format!("{BLUE}, {GREEN}"), "green");
+        assert_eq!(kinds(&w.tick(0.1)), [(Kind::Failover, Phase::Open)]);
+        // nginx probes blue while it is the primary: still a failover.
+        for _ in 0..5 {
+            w.req(10, 200, "200", GREEN, "green");
+            w.req(1, 200, "504, 200", &format!("{BLUE}, {GREEN}"), "green");
+            assert!(
+                w.tick(5.0)
+                    .iter()
+                    .all(|s| s.notification.kind == Kind::Failover)
+            );
+        }
+        // Switched: blue is never tried again while green serves.
+        w.req(30, 200, "200", GREEN, "green");
+        assert!(w.tick(20.0).is_empty());
+        w.req(10, 200, "200", GREEN, "green");
+        let s = w.tick(11.0);
+        assert_eq!(kinds(&s), [(Kind::PoolSwitch, Phase::Resolve)]);
+        assert!(s[0].notification.title.contains("during the failover"));
+        assert_eq!(s[0].key.kind, Kind::Failover);
+        assert_eq!(w.rules.primary(), 1);
+        // Green is the primary: blue serving later is a planned switch back.
+        w.req(20, 200, "200", BLUE, "blue");
         assert_eq!(kinds(&w.tick(1.0)), [(Kind::PoolSwitch, Phase::Event)]);
     }
 
