@@ -176,3 +176,79 @@ fn nginx_traffic_is_counted_exactly_and_scrapes_cleanly() {
         "promtool check metrics reported problems"
     );
 }
+
+#[test]
+fn check_failover_stops_chaos_when_interrupted() {
+    let pw = Poolwatch::start(&[]);
+    let blue = DemoApp::start("blue", "blue-v1");
+    let green = DemoApp::start("green", "green-v1");
+    let nginx = Nginx::start(NginxOpts::new(
+        "blue",
+        &blue.addr(),
+        &green.addr(),
+        SyslogTarget::Udp(pw.udp.clone()),
+    ));
+    let mut child = Command::new(common::poolwatch::poolwatch_bin())
+        .arg("check-failover")
+        .args(["--nginx", &format!("http://{}", nginx.addr())])
+        .args(["--blue", &format!("http://{}", blue.addr())])
+        .args(["--green", &format!("http://{}", green.addr())])
+        .args(["--modes", "error", "--duration", "60s"])
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Chaos is on once blue's app routes answer 500.
+    assert!(wait_until(Duration::from_secs(10), || {
+        common::http_request("GET", &blue.addr(), "/version", b"").0 == 500
+    }));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "an interrupted check does not pass");
+    assert_eq!(
+        common::http_request("GET", &blue.addr(), "/version", b"").0,
+        200,
+        "chaos was left running"
+    );
+}
+
+#[test]
+fn check_failover_fails_when_the_backup_cannot_serve() {
+    let pw = Poolwatch::start(&[]);
+    let blue = DemoApp::start("blue", "blue-v1");
+    let green = DemoApp::start("green", "green-v1");
+    let nginx = Nginx::start(NginxOpts::new(
+        "blue",
+        &blue.addr(),
+        &green.addr(),
+        SyslogTarget::Udp(pw.udp.clone()),
+    ));
+    green.chaos(Some("error"));
+    let out = Command::new(common::poolwatch::poolwatch_bin())
+        .arg("check-failover")
+        .args(["--nginx", &format!("http://{}", nginx.addr())])
+        .args(["--blue", &format!("http://{}", blue.addr())])
+        .args(["--green", &format!("http://{}", green.addr())])
+        .args([
+            "--modes",
+            "error",
+            "--duration",
+            "1s",
+            "--recovery-timeout",
+            "10s",
+        ])
+        .env_clear()
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{report}");
+    assert!(report.contains("FAIL"), "{report}");
+    assert!(report.contains("500×"), "{report}");
+    // Chaos on blue was stopped all the same.
+    assert_eq!(
+        common::http_request("GET", &blue.addr(), "/version", b"").0,
+        200
+    );
+}
