@@ -124,6 +124,15 @@ impl Totals {
     pub fn malformed_count(&self) -> u64 {
         self.malformed.iter().sum()
     }
+
+    /// Malformed datagrams by reason, the reasons that occurred only.
+    pub fn malformed_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        MALFORMED_REASONS
+            .iter()
+            .zip(self.malformed)
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (*r, n))
+    }
 }
 
 /// Window sizes and known names, fixed at start-up.

@@ -23,7 +23,7 @@ use crate::alert::Notification;
 use crate::config::{Cli, ReplayArgs};
 use crate::logtime;
 use crate::notify::{Decision, Notifier};
-use crate::pipeline::{MALFORMED_REASONS, Pipeline, PipelineConfig};
+use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::record::{Decoder, INPUT_PADDING};
 use crate::rules::{Rules, RulesConfig, Snapshot};
 use crate::upstream::Outcome;
@@ -240,10 +240,8 @@ impl Summary {
             log_span_seconds: span,
             serving_pool: p.serving_pool().map(|id| p.pools.label(id).to_string()),
             pools,
-            malformed: MALFORMED_REASONS
-                .iter()
-                .zip(t.malformed)
-                .filter(|(_, n)| *n > 0)
+            malformed: t
+                .malformed_by_reason()
                 .map(|(r, n)| (r.to_string(), n))
                 .collect(),
             invalid_utf8: t.invalid_utf8,

@@ -403,6 +403,45 @@ impl Rules {
         });
     }
 
+    /// The condition of `key` holds at `now`: open its incident (counters
+    /// from `prev` as the baseline) or note that it is still bad.
+    fn open_or_touch(&mut self, key: IncidentKey, prev: &Snapshot, now: f64) -> Phase {
+        match self.open.get_mut(&key) {
+            Some(inc) => {
+                inc.last_bad = now;
+                Phase::Repeat
+            }
+            None => {
+                self.open.insert(
+                    key,
+                    Incident {
+                        opened_at: now,
+                        baseline: prev.clone(),
+                        to: None,
+                        last_bad: now,
+                    },
+                );
+                Phase::Open
+            }
+        }
+    }
+
+    /// The condition of `key` no longer holds. With hysteresis: while the
+    /// rate is above `RESOLVE_FRACTION` of the threshold (`still_high`) it
+    /// counts as bad, and it must stay good for the confirmation period.
+    /// Returns the incident once it resolves.
+    fn settle(&mut self, key: IncidentKey, still_high: bool, now: f64) -> Option<Incident> {
+        let inc = self.open.get_mut(&key)?;
+        if still_high {
+            inc.last_bad = now;
+            return None;
+        }
+        if now - inc.last_bad < self.cfg.recovery_confirm_secs {
+            return None;
+        }
+        self.open.remove(&key)
+    }
+
     /// nginx no longer tries the failed primary at all: it was switched out.
     /// The failover ends here and the pool now serving becomes the primary.
     fn switched_during_failover(
@@ -476,27 +515,10 @@ impl Rules {
         let firing = w.attempts >= self.cfg.error_rate_min_requests && rate > threshold;
         let fresh = snap.failures(pool) > prev.failures(pool);
         if firing {
-            let phase = match self.open.get_mut(&key) {
-                Some(inc) => {
-                    inc.last_bad = now;
-                    if !fresh {
-                        return;
-                    }
-                    Phase::Repeat
-                }
-                None => {
-                    self.open.insert(
-                        key,
-                        Incident {
-                            opened_at: now,
-                            baseline: prev.clone(),
-                            to: None,
-                            last_bad: now,
-                        },
-                    );
-                    Phase::Open
-                }
-            };
+            let phase = self.open_or_touch(key, prev, now);
+            if phase == Phase::Repeat && !fresh {
+                return;
+            }
             let masked = w.client_5xx == 0;
             let label = snap.labels[pool].clone();
             out.push(Signal {
@@ -550,15 +572,7 @@ impl Rules {
                 ),
                 target: None,
             });
-        } else if let Some(inc) = self.open.get_mut(&key) {
-            if rate > threshold * RESOLVE_FRACTION {
-                inc.last_bad = now;
-                return;
-            }
-            if now - inc.last_bad < self.cfg.recovery_confirm_secs {
-                return;
-            }
-            let inc = self.open.remove(&key).expect("checked above");
+        } else if let Some(inc) = self.settle(key, rate > threshold * RESOLVE_FRACTION, now) {
             let label = snap.labels[pool].clone();
             out.push(Signal {
                 key,
@@ -617,24 +631,7 @@ impl Rules {
         let new_no_live = snap.no_live - prev.no_live;
         let over = site.requests >= self.cfg.error_rate_min_requests && rate > threshold;
         if (over && new_5xx > 0) || new_no_live > 0 {
-            let phase = match self.open.get_mut(&key) {
-                Some(inc) => {
-                    inc.last_bad = now;
-                    Phase::Repeat
-                }
-                None => {
-                    self.open.insert(
-                        key,
-                        Incident {
-                            opened_at: now,
-                            baseline: prev.clone(),
-                            to: None,
-                            last_bad: now,
-                        },
-                    );
-                    Phase::Open
-                }
-            };
+            let phase = self.open_or_touch(key, prev, now);
             let inc = self.open[&key].clone();
             let no_live = snap.no_live - inc.baseline.no_live;
             out.push(Signal {
@@ -681,15 +678,7 @@ impl Rules {
                 ),
                 target: None,
             });
-        } else if let Some(inc) = self.open.get_mut(&key) {
-            if rate > threshold * RESOLVE_FRACTION {
-                inc.last_bad = now;
-                return;
-            }
-            if now - inc.last_bad < self.cfg.recovery_confirm_secs {
-                return;
-            }
-            let inc = self.open.remove(&key).expect("checked above");
+        } else if let Some(inc) = self.settle(key, rate > threshold * RESOLVE_FRACTION, now) {
             out.push(Signal {
                 key,
                 phase: Phase::Resolve,

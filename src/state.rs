@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::pipeline::{MALFORMED_REASONS, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::pools::Source;
 use crate::window::WindowStats;
 
@@ -105,10 +105,8 @@ impl Shared {
                 datagrams: t.datagrams,
                 bytes: t.bytes,
                 requests: t.request_count(),
-                malformed: MALFORMED_REASONS
-                    .iter()
-                    .zip(t.malformed)
-                    .filter(|(_, n)| *n > 0)
+                malformed: t
+                    .malformed_by_reason()
                     .map(|(r, n)| (r.to_string(), n))
                     .collect(),
                 invalid_utf8: t.invalid_utf8,

@@ -177,8 +177,8 @@ fn nginx_traffic_is_counted_exactly_and_scrapes_cleanly() {
     );
 }
 
-#[test]
-fn check_failover_stops_chaos_when_interrupted() {
+/// poolwatch, blue and green demo apps, and nginx in front of them.
+fn stack() -> (Poolwatch, DemoApp, DemoApp, Nginx) {
     let pw = Poolwatch::start(&[]);
     let blue = DemoApp::start("blue", "blue-v1");
     let green = DemoApp::start("green", "green-v1");
@@ -188,13 +188,25 @@ fn check_failover_stops_chaos_when_interrupted() {
         &green.addr(),
         SyslogTarget::Udp(pw.udp.clone()),
     ));
-    let mut child = Command::new(common::poolwatch::poolwatch_bin())
-        .arg("check-failover")
+    (pw, blue, green, nginx)
+}
+
+/// `poolwatch check-failover` against that stack, without the tests' env.
+fn check_failover(nginx: &Nginx, blue: &DemoApp, green: &DemoApp) -> Command {
+    let mut cmd = Command::new(common::poolwatch::poolwatch_bin());
+    cmd.arg("check-failover")
         .args(["--nginx", &format!("http://{}", nginx.addr())])
         .args(["--blue", &format!("http://{}", blue.addr())])
         .args(["--green", &format!("http://{}", green.addr())])
+        .env_clear();
+    cmd
+}
+
+#[test]
+fn check_failover_stops_chaos_when_interrupted() {
+    let (_pw, blue, green, nginx) = stack();
+    let mut child = check_failover(&nginx, &blue, &green)
         .args(["--modes", "error", "--duration", "60s"])
-        .env_clear()
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -216,21 +228,9 @@ fn check_failover_stops_chaos_when_interrupted() {
 
 #[test]
 fn check_failover_fails_when_the_backup_cannot_serve() {
-    let pw = Poolwatch::start(&[]);
-    let blue = DemoApp::start("blue", "blue-v1");
-    let green = DemoApp::start("green", "green-v1");
-    let nginx = Nginx::start(NginxOpts::new(
-        "blue",
-        &blue.addr(),
-        &green.addr(),
-        SyslogTarget::Udp(pw.udp.clone()),
-    ));
+    let (_pw, blue, green, nginx) = stack();
     green.chaos(Some("error"));
-    let out = Command::new(common::poolwatch::poolwatch_bin())
-        .arg("check-failover")
-        .args(["--nginx", &format!("http://{}", nginx.addr())])
-        .args(["--blue", &format!("http://{}", blue.addr())])
-        .args(["--green", &format!("http://{}", green.addr())])
+    let out = check_failover(&nginx, &blue, &green)
         .args([
             "--modes",
             "error",
@@ -239,7 +239,6 @@ fn check_failover_fails_when_the_backup_cannot_serve() {
             "--recovery-timeout",
             "10s",
         ])
-        .env_clear()
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);

@@ -13,28 +13,13 @@ fn runbook() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/RUNBOOK.md")).unwrap()
 }
 
-/// GitHub's heading anchors: lower case, spaces to dashes, other
-/// punctuation dropped.
-fn anchor(heading: &str) -> String {
-    heading
-        .trim()
-        .to_lowercase()
-        .chars()
-        .filter_map(|c| match c {
-            ' ' => Some('-'),
-            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn every_notification_kind_has_a_section() {
     let text = runbook();
     let anchors: Vec<String> = text
         .lines()
         .filter_map(|l| l.strip_prefix("## "))
-        .map(anchor)
+        .map(common::markdown_anchor)
         .collect();
     for kind in Kind::ALL {
         assert!(

@@ -294,7 +294,7 @@ fn alert_rules_are_tested_and_link_to_runbook_sections() {
     let anchors: BTreeSet<String> = runbook
         .lines()
         .filter_map(|l| l.strip_prefix("## ").or_else(|| l.strip_prefix("# ")))
-        .map(anchor)
+        .map(common::markdown_anchor)
         .collect();
     let links: Vec<&str> = rules
         .lines()
@@ -315,20 +315,6 @@ fn alert_rules_are_tested_and_link_to_runbook_sections() {
             "runbook_url {link}: no such section; sections: {anchors:?}"
         );
     }
-}
-
-/// GitHub's anchor for a Markdown heading.
-fn anchor(heading: &str) -> String {
-    heading
-        .trim()
-        .to_lowercase()
-        .chars()
-        .filter_map(|c| match c {
-            ' ' => Some('-'),
-            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
-            _ => None,
-        })
-        .collect()
 }
 
 // ---- docker-compose -------------------------------------------------------

@@ -175,6 +175,21 @@ fn decode_chunked(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// GitHub's anchor for a Markdown heading: lower case, spaces to dashes,
+/// other punctuation dropped. RUNBOOK.md links are checked against it.
+pub fn markdown_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Polls `probe` every 50 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut probe: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
