@@ -141,18 +141,23 @@ impl Decoder {
     }
 }
 
-/// Whether the line holds a backslash or a byte >= 0x80. Branch-free over
-/// fixed-size chunks so that it compiles to vector instructions: the common
-/// line (plain ASCII, no escapes) pays a few nanoseconds, not a byte loop.
-fn may_need_repair(bytes: &[u8]) -> bool {
-    let flag = |acc: u8, &b: &u8| acc | (b & 0x80) | u8::from(b == b'\\');
-    let mut chunks = bytes.chunks_exact(32);
-    let mut acc = 0u8;
-    for c in &mut chunks {
-        acc |= c.iter().fold(0u8, flag);
+/// Whether the line holds a backslash or a byte >= 0x80, eight bytes at a
+/// time (SWAR): the common line (plain ASCII, no escapes) pays a few
+/// nanoseconds, not a byte loop.
+pub(crate) fn may_need_repair(bytes: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const BACKSLASH: u64 = 0x5C5C_5C5C_5C5C_5C5C;
+    let mut acc = 0u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().expect("8-byte chunk"));
+        // A byte of `x` is zero where `w` holds a backslash; the classic
+        // "has a zero byte" test sets that byte's high bit.
+        let x = w ^ BACKSLASH;
+        acc |= w | (x.wrapping_sub(ONES) & !x);
     }
-    acc |= chunks.remainder().iter().fold(0u8, flag);
-    acc != 0
+    acc & HIGH != 0 || words.remainder().iter().any(|&b| b >= 0x80 || b == b'\\')
 }
 
 /// Does the line use `escape=default`'s `\xHH`? In JSON a backslash is
@@ -523,6 +528,14 @@ mod tests {
         long[77] = b'a';
         long[99] = b'\\';
         assert!(may_need_repair(&long));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn repair_screen_matches_its_definition(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100)) {
+            let naive = bytes.iter().any(|&b| b >= 0x80 || b == b'\\');
+            proptest::prop_assert_eq!(may_need_repair(&bytes), naive);
+        }
     }
 
     #[test]

@@ -110,11 +110,15 @@ fn rfc3164_msg_offset(rest: &[u8]) -> Result<usize, FrameError> {
     // after the timestamp ends the header in both the hostname and the
     // nohostname forms.
     let header = &rest[TS + 1..];
-    let colon = header
-        .windows(2)
-        .position(|w| w == b": ")
-        .ok_or(FrameError::BadHeader)?;
-    Ok(TS + 1 + colon + 2)
+    let mut from = 0;
+    while let Some(c) = header[from..].iter().position(|&b| b == b':') {
+        let at = from + c;
+        if header.get(at + 1) == Some(&b' ') {
+            return Ok(TS + 1 + at + 2);
+        }
+        from = at + 1;
+    }
+    Err(FrameError::BadHeader)
 }
 
 fn looks_like_bsd_timestamp(ts: &[u8]) -> bool {

@@ -110,12 +110,9 @@ pub fn attempts<'a>(
 /// found no live server and answered by itself. Reads from the end, without
 /// splitting the list.
 pub fn ends_with_no_live_upstream(addr: &str) -> bool {
-    let last = match (addr.rfind(", "), addr.rfind(" : ")) {
-        (Some(a), Some(b)) if b > a => &addr[b + 3..],
-        (Some(a), _) => &addr[a + 2..],
-        (None, Some(b)) => &addr[b + 3..],
-        (None, None) => addr,
-    };
+    // Both separators contain a space and addresses never do, so the last
+    // address is whatever follows the last space.
+    let last = addr.rsplit(' ').next().unwrap_or(addr);
     !last.is_empty() && last != "-" && !last.contains(':')
 }
 
