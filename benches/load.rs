@@ -49,6 +49,11 @@
 //! - `LOAD_BENCH_PERF` (unset): when 1, finish with `perf record -g` of a
 //!   poolwatch at the CPU rate and print its top symbols.
 
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{free_port, get, scrape};
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -424,32 +429,11 @@ impl Drop for Binary {
 /// that every run measures the same binary even if a build running alongside
 /// replaces `target/release/poolwatch` meanwhile.
 fn build_poolwatch() -> Result<Binary, String> {
-    let ok = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bin", "poolwatch"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?
-        .success();
-    if !ok {
-        return Err("cargo build --release --bin poolwatch failed".into());
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this bench: {e}"))?;
-    let built = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("poolwatch"))
-        .filter(|p| p.is_file())
-        .ok_or_else(|| format!("no poolwatch binary next to {}", exe.display()))?;
+    let built = support::release_poolwatch()?;
     let copy = std::env::temp_dir().join(format!("poolwatch-load-{}", std::process::id()));
     std::fs::copy(&built, &copy)
         .map_err(|e| format!("cannot copy {} aside: {e}", built.display()))?;
     Ok(Binary(copy))
-}
-
-/// A loopback port free right now. Another process could take it before
-/// poolwatch binds it; poolwatch then fails to start, which is reported.
-fn free_port(bind: impl Fn(SocketAddr) -> io::Result<SocketAddr>) -> Result<SocketAddr, String> {
-    bind(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| format!("no free loopback port: {e}"))
 }
 
 fn wait_healthy(http: SocketAddr) -> Result<(), String> {
@@ -461,52 +445,6 @@ fn wait_healthy(http: SocketAddr) -> Result<(), String> {
         thread::sleep(Duration::from_millis(100));
     }
     Err(format!("poolwatch did not answer on {http}/healthz"))
-}
-
-/// A minimal HTTP/1.1 GET: status and body.
-fn get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok((status, body))
-}
-
-/// Datagrams received and kernel drops, from poolwatch's `/metrics`.
-fn scrape(http: SocketAddr) -> Result<(u64, u64), String> {
-    let (code, body) = get(http, "/metrics").map_err(|e| format!("cannot scrape {http}: {e}"))?;
-    if code != 200 {
-        return Err(format!("{http}/metrics answered {code}"));
-    }
-    let value = |name: &str| {
-        body.lines()
-            .find_map(|l| {
-                l.strip_prefix(name)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .map(|v| v as u64)
-            .ok_or_else(|| format!("{name} missing from /metrics"))
-    };
-    Ok((
-        value("poolwatch_ingest_datagrams_total")?,
-        value("poolwatch_ingest_kernel_drops_total")?,
-    ))
 }
 
 /// The receive buffer poolwatch was granted, from `/state`.

@@ -14,8 +14,12 @@
 //! `MEMORY_BENCH_RATE` (datagrams/s, default 120000) and `MEMORY_BENCH_COUNT`
 //! (default 10000000) change the pace and the total.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{free_port, get, scrape};
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::thread;
@@ -53,7 +57,7 @@ fn env_u64(name: &str, default: u64) -> Result<u64, String> {
 fn run() -> Result<(), String> {
     let rate = env_u64("MEMORY_BENCH_RATE", 120_000)?;
     let count = env_u64("MEMORY_BENCH_COUNT", 10_000_000)?;
-    let bin = build_receiver()?;
+    let bin = support::release_poolwatch()?;
 
     let udp = free_port(|a| UdpSocket::bind(a).and_then(|s| s.local_addr()))?;
     let http = free_port(|a| TcpListener::bind(a).and_then(|s| s.local_addr()))?;
@@ -147,34 +151,6 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// Build the receiver (a no-op when it is up to date) and return its path,
-/// next to this bench's own `deps` directory.
-fn build_receiver() -> Result<PathBuf, String> {
-    let ok = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bin", "poolwatch"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?
-        .success();
-    if !ok {
-        return Err("cargo build --release --bin poolwatch failed".into());
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this bench: {e}"))?;
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("poolwatch"))
-        .filter(|p| p.is_file())
-        .ok_or_else(|| format!("no poolwatch binary next to {}", exe.display()))?;
-    Ok(bin)
-}
-
-/// A loopback port free right now. Another process could take it before the
-/// receiver binds it; the receiver then fails to start, which is reported.
-fn free_port(bind: impl Fn(SocketAddr) -> io::Result<SocketAddr>) -> Result<SocketAddr, String> {
-    bind(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| format!("no free loopback port: {e}"))
-}
-
 /// The receiver process; stopped when dropped, so a failed run leaves
 /// nothing behind.
 struct Receiver {
@@ -241,52 +217,6 @@ fn wait_healthy(http: SocketAddr) -> Result<(), String> {
         thread::sleep(Duration::from_millis(100));
     }
     Err(format!("the receiver did not answer on {http}/healthz"))
-}
-
-/// A minimal HTTP/1.1 GET: status and body.
-fn get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok((status, body))
-}
-
-/// Datagrams received and kernel drops, from `/metrics`.
-fn scrape(http: SocketAddr) -> Result<(u64, u64), String> {
-    let (code, body) = get(http, "/metrics").map_err(|e| format!("cannot scrape {http}: {e}"))?;
-    if code != 200 {
-        return Err(format!("{http}/metrics answered {code}"));
-    }
-    let value = |name: &str| {
-        body.lines()
-            .find_map(|l| {
-                l.strip_prefix(name)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .map(|v| v as u64)
-            .ok_or_else(|| format!("{name} missing from /metrics"))
-    };
-    Ok((
-        value("poolwatch_ingest_datagrams_total")?,
-        value("poolwatch_ingest_kernel_drops_total")?,
-    ))
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -6,8 +6,11 @@
 //! 1000000) and `REPLAY_BENCH_RUNS` (default 3) change the size and the
 //! number of runs; the median is reported.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
@@ -38,7 +41,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 fn run() -> Result<(), String> {
     let n = env_u64("REPLAY_BENCH_LINES", 1_000_000);
     let runs = env_u64("REPLAY_BENCH_RUNS", 3).max(1);
-    let bin = release_binary()?;
+    let bin = support::release_poolwatch()?;
     let path = std::env::temp_dir().join(format!("poolwatch-replay-{}.log", std::process::id()));
     write_log(&path, n).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -91,20 +94,4 @@ fn time(cmd: &mut Command) -> Result<f64, String> {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-/// The release binary, built if needed.
-fn release_binary() -> Result<PathBuf, String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bin", "poolwatch"])
-        .current_dir(&root)
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !status.success() {
-        return Err("cargo build --release failed".into());
-    }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    Ok(target.join("release").join("poolwatch"))
 }
