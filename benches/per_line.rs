@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use poolwatch::loadgen::lines::{self, Scenario};
 use poolwatch::pipeline::{Pipeline, PipelineConfig};
-use poolwatch::pools::PoolSet;
 use poolwatch::record::{AccessRecord, Decoder, INPUT_PADDING};
 use poolwatch::syslog;
 use serde::Deserialize;
@@ -84,13 +83,7 @@ impl SerdeRecord<'_> {
 }
 
 fn pipeline() -> Pipeline {
-    Pipeline::new(&PipelineConfig {
-        pools: PoolSet::new(&["blue".into(), "green".into()]),
-        configured_addrs: vec![],
-        window_size: 200,
-        window_seconds: 60,
-        serving_window: 20,
-    })
+    Pipeline::new(&PipelineConfig::default())
 }
 
 /// Steady and failover lines, interleaved.

@@ -145,6 +145,20 @@ pub struct PipelineConfig {
     pub serving_window: usize,
 }
 
+/// The command line's defaults: pools blue and green, windows of 200
+/// attempts and 60 s, serving pool over the last 20 requests.
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            pools: PoolSet::new(&["blue".into(), "green".into()]),
+            configured_addrs: vec![],
+            window_size: 200,
+            window_seconds: 60,
+            serving_window: 20,
+        }
+    }
+}
+
 /// The state a stream of datagrams builds.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -344,13 +358,7 @@ mod tests {
     use crate::record::INPUT_PADDING;
 
     fn pipeline() -> Pipeline {
-        Pipeline::new(&PipelineConfig {
-            pools: PoolSet::new(&["blue".into(), "green".into()]),
-            configured_addrs: vec![],
-            window_size: 200,
-            window_seconds: 60,
-            serving_window: 20,
-        })
+        Pipeline::new(&PipelineConfig::default())
     }
 
     fn feed(p: &mut Pipeline, line: &str) -> Result<(), Malformed> {
@@ -368,6 +376,23 @@ mod tests {
 
     const BLUE: &str = "127.0.0.1:3001";
     const GREEN: &str = "127.0.0.1:3002";
+
+    #[test]
+    fn default_config_is_the_command_lines() {
+        use clap::Parser;
+        let cli = crate::config::Cli::try_parse_from(["poolwatch"]).unwrap();
+        let from_cli = cli.pipeline.pipeline_config().unwrap();
+        let d = PipelineConfig::default();
+        assert_eq!(
+            (d.window_size, d.window_seconds, d.serving_window),
+            (
+                from_cli.window_size,
+                from_cli.window_seconds,
+                from_cli.serving_window
+            )
+        );
+        assert!(d.pools.labels().eq(from_cli.pools.labels()));
+    }
 
     #[test]
     fn masked_failure_counts_against_the_pool_that_failed() {

@@ -3,7 +3,6 @@
 //! every form nginx sends, as it sends it.
 
 use poolwatch::pipeline::{Malformed, Pipeline, PipelineConfig};
-use poolwatch::pools::PoolSet;
 use poolwatch::record::{AccessRecord, DecodeError, Decoder, INPUT_PADDING};
 use poolwatch::syslog;
 use poolwatch::upstream::{Outcome, attempts};
@@ -192,13 +191,7 @@ fn error_log_lines_are_not_requests() {
 
 #[test]
 fn the_capture_sequence_through_the_pipeline() {
-    let mut p = Pipeline::new(&PipelineConfig {
-        pools: PoolSet::new(&["blue".into(), "green".into()]),
-        configured_addrs: vec![],
-        window_size: 200,
-        window_seconds: 60,
-        serving_window: 20,
-    });
+    let mut p = Pipeline::new(&PipelineConfig::default());
     let mut decoder = Decoder::new();
     let mut feed = |name: &str| {
         let mut d = fixture(name);

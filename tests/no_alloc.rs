@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use poolwatch::loadgen::lines::{self, Scenario};
 use poolwatch::pipeline::{Pipeline, PipelineConfig};
-use poolwatch::pools::PoolSet;
 use poolwatch::record::{Decoder, INPUT_PADDING};
 
 struct Counting;
@@ -50,13 +49,7 @@ fn steady_state_processing_does_not_allocate() {
         .iter()
         .map(|d| vec![0u8; d.len() + INPUT_PADDING])
         .collect();
-    let mut p = Pipeline::new(&PipelineConfig {
-        pools: PoolSet::new(&["blue".into(), "green".into()]),
-        configured_addrs: vec![],
-        window_size: 200,
-        window_seconds: 60,
-        serving_window: 20,
-    });
+    let mut p = Pipeline::new(&PipelineConfig::default());
     let mut decoder = Decoder::new();
     let mut run = |p: &mut Pipeline, now: u64| {
         for (d, slot) in datagrams.iter().zip(slots.iter_mut()) {

@@ -248,7 +248,6 @@ fn traffic(args: &LoadgenArgs) -> Traffic {
 mod tests {
     use super::*;
     use crate::pipeline::{Pipeline, PipelineConfig};
-    use crate::pools::PoolSet;
     use crate::record::{Decoder, INPUT_PADDING};
     use clap::{CommandFactory, Parser};
     use std::net::UdpSocket;
@@ -296,13 +295,7 @@ mod tests {
             ..args
         };
         let sender = std::thread::spawn(move || run(&args));
-        let mut p = Pipeline::new(&PipelineConfig {
-            pools: PoolSet::new(&["blue".into(), "green".into()]),
-            configured_addrs: vec![],
-            window_size: 200,
-            window_seconds: 60,
-            serving_window: 20,
-        });
+        let mut p = Pipeline::new(&PipelineConfig::default());
         let mut d = Decoder::new();
         let mut buf = vec![0u8; 65536 + INPUT_PADDING];
         while let Ok(n) = rx.recv(&mut buf[..65536]) {
