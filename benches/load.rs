@@ -386,21 +386,7 @@ impl Rx {
             let _ = child.wait();
             return Ok(());
         }
-        // SAFETY: signalling our own child, which has not been reaped.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            match child.try_wait() {
-                Ok(Some(s)) if s.success() => return Ok(()),
-                Ok(Some(s)) => return Err(format!("poolwatch exited with {s}")),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err("poolwatch did not stop within 15 s of SIGTERM".into());
-                }
-            }
-        }
+        support::terminate(child, Duration::from_secs(15))
     }
 }
 

@@ -178,24 +178,10 @@ impl Receiver {
 
     /// SIGTERM, then wait for a clean exit.
     fn stop(&mut self) -> Result<(), String> {
-        let Some(mut child) = self.child.take() else {
+        let Some(child) = self.child.take() else {
             return Ok(());
         };
-        // SAFETY: signalling our own child, which has not been reaped.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match child.try_wait() {
-                Ok(Some(s)) if s.success() => return Ok(()),
-                Ok(Some(s)) => return Err(format!("the receiver exited with {s}")),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err("the receiver did not stop within 10 s of SIGTERM".into());
-                }
-            }
-        }
+        support::terminate(child, Duration::from_secs(10))
     }
 }
 

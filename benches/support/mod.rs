@@ -7,8 +7,8 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 /// Build the release `poolwatch` (a no-op when it is current) and return
 /// its path, next to this bench's own executable.
@@ -82,4 +82,25 @@ pub fn scrape(http: SocketAddr) -> Result<(u64, u64), String> {
         value("poolwatch_ingest_datagrams_total")?,
         value("poolwatch_ingest_kernel_drops_total")?,
     ))
+}
+
+/// SIGTERM, then wait up to `grace` for a clean exit; killed after that.
+pub fn terminate(mut child: Child, grace: Duration) -> Result<(), String> {
+    // SAFETY: signalling our own child, which has not been reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) if s.success() => return Ok(()),
+            Ok(Some(s)) => return Err(format!("poolwatch exited with {s}")),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "poolwatch did not stop within {grace:?} of SIGTERM"
+                ));
+            }
+        }
+    }
 }
