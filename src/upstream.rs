@@ -49,13 +49,14 @@ impl Outcome {
         self != Outcome::Success
     }
 
-    fn from_status(s: &str) -> Outcome {
-        match s.parse::<u16>() {
-            Ok(502) => Outcome::BadGateway,
-            Ok(504) => Outcome::Timeout,
-            Ok(500..=599) => Outcome::Error5xx,
-            Ok(_) => Outcome::Success,
-            Err(_) => Outcome::NoResponse,
+    /// From the status an attempt logged, if it logged a number.
+    fn from_status(status: Option<u16>) -> Outcome {
+        match status {
+            Some(502) => Outcome::BadGateway,
+            Some(504) => Outcome::Timeout,
+            Some(500..=599) => Outcome::Error5xx,
+            Some(_) => Outcome::Success,
+            None => Outcome::NoResponse,
         }
     }
 }
@@ -96,11 +97,11 @@ pub fn attempts<'a>(
     let mut times = split(response_time);
     let addrs = if addr == "-" { split("") } else { split(addr) };
     addrs.map(move |addr| {
-        let s = statuses.next().unwrap_or("");
+        let status = statuses.next().and_then(|s| s.parse().ok());
         Attempt {
             addr,
-            outcome: Outcome::from_status(s),
-            status: s.parse().ok(),
+            outcome: Outcome::from_status(status),
+            status,
             response_time: times.next().and_then(|t| t.parse().ok()),
         }
     })
@@ -111,9 +112,19 @@ pub fn attempts<'a>(
 /// splitting the list.
 pub fn ends_with_no_live_upstream(addr: &str) -> bool {
     // Both separators contain a space and addresses never do, so the last
-    // address is whatever follows the last space.
-    let last = addr.rsplit(' ').next().unwrap_or(addr);
-    !last.is_empty() && last != "-" && !last.contains(':')
+    // address is whatever follows the last space. One backward pass, which
+    // for the common answer (an address, with a port) stops at its colon.
+    let b = addr.as_bytes();
+    let mut start = b.len();
+    while start > 0 {
+        match b[start - 1] {
+            b':' => return false,
+            b' ' => break,
+            _ => start -= 1,
+        }
+    }
+    let last = &b[start..];
+    !last.is_empty() && last != b"-"
 }
 
 /// Split on `", "` and `" : "`. An empty list has no elements; addresses
