@@ -46,6 +46,10 @@
 //! - `LOAD_BENCH_RECV_BUFFER` (8388608): receive buffer for both receivers,
 //!   in bytes (poolwatch's `RECV_BUFFER` default);
 //! - `LOAD_BENCH_DRAINS` (5): fill-and-drain rounds per receiver and run;
+//! - `LOAD_BENCH_BARE` (`recvmmsg`): the bare loop's receive call;
+//!   `tokio` makes it tokio's `UdpSocket`, one `recv` per datagram on a
+//!   current-thread runtime, to measure the architecture poolwatch did not
+//!   choose against the same poolwatch;
 //! - `LOAD_BENCH_PERF` (unset): when 1, finish with `perf record -g` of a
 //!   poolwatch at the CPU rate and print its top symbols.
 
@@ -198,6 +202,45 @@ fn bare_receiver() -> Result<(), String> {
     println!("{local} {ctl_addr} {granted}");
     io::stdout().flush().map_err(|e| e.to_string())?;
 
+    match BareLoop::from_env()? {
+        BareLoop::Recvmmsg => recvmmsg_loop(&udp, &counts),
+        BareLoop::Tokio => tokio_loop(udp, &counts),
+    }
+}
+
+/// How the bare receiver reads its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BareLoop {
+    /// poolwatch's own batched receive: the limit of this machine.
+    Recvmmsg,
+    /// tokio's `UdpSocket`, one `recv` per datagram on a current-thread
+    /// runtime: the receive architecture poolwatch did not choose.
+    Tokio,
+}
+
+impl BareLoop {
+    const VAR: &str = "LOAD_BENCH_BARE";
+
+    fn from_env() -> Result<BareLoop, String> {
+        match std::env::var(Self::VAR).as_deref() {
+            Err(_) | Ok("recvmmsg") => Ok(BareLoop::Recvmmsg),
+            Ok("tokio") => Ok(BareLoop::Tokio),
+            Ok(other) => Err(format!(
+                "{}={other:?}: expected recvmmsg or tokio",
+                Self::VAR
+            )),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BareLoop::Recvmmsg => "recvmmsg",
+            BareLoop::Tokio => "tokio",
+        }
+    }
+}
+
+fn recvmmsg_loop(udp: &UdpSocket, counts: &[AtomicU64; 2]) -> Result<(), String> {
     let fd = udp.as_raw_fd();
     let mut batch = RecvBatch::default();
     let (mut datagrams, mut bytes) = (0u64, 0u64);
@@ -221,6 +264,29 @@ fn bare_receiver() -> Result<(), String> {
             Err(e) => return Err(format!("recvmmsg failed: {e}")),
         }
     }
+}
+
+fn tokio_loop(udp: UdpSocket, counts: &[AtomicU64; 2]) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    rt.block_on(async {
+        udp.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let sock = tokio::net::UdpSocket::from_std(udp).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 65536];
+        let (mut datagrams, mut bytes) = (0u64, 0u64);
+        loop {
+            let n = sock
+                .recv(&mut buf)
+                .await
+                .map_err(|e| format!("recv failed: {e}"))?;
+            datagrams += 1;
+            bytes += n as u64;
+            counts[0].store(datagrams, Ordering::Relaxed);
+            counts[1].store(bytes, Ordering::Relaxed);
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -964,12 +1030,13 @@ fn run() -> Result<(), String> {
     let started = Instant::now();
     println!(
         "load: {} runs; sends of {} s; lossless search in steps of {} %; CPU at {}; \
-         receive buffer {} bytes for both receivers",
+         receive buffer {} bytes for both receivers; bare loop: {}",
         s.runs,
         s.secs.as_secs(),
         s.step_pct,
         krate(s.cpu_rate as f64),
-        s.recv_buffer
+        s.recv_buffer,
+        BareLoop::from_env()?.name()
     );
     let mut results = Vec::new();
     for run in 1..=s.runs {

@@ -2,10 +2,11 @@
 //!
 //! Compares the shipped path (simd-json's tape, decoded in place, see
 //! `src/record.rs`) with the same steps done the common way, serde_json into
-//! a borrowed struct, on realistic lines from the load generator: half
-//! steady traffic, half a failover in which most requests carry a retry.
-//! Each line is first copied into a padded buffer, as a datagram lands in a
-//! receive slot; both paths pay that copy, so the difference is decoding.
+//! a borrowed struct, and with simd-json's own serde API into that struct,
+//! on realistic lines from the load generator: half steady traffic, half a
+//! failover in which most requests carry a retry. Each line is first copied
+//! into a padded buffer, as a datagram lands in a receive slot; every path
+//! pays that copy, so the difference is decoding.
 //!
 //! Run with `cargo bench --bench per_line`; throughput is in lines.
 
@@ -112,22 +113,44 @@ fn serde_path(p: &mut Pipeline, buf: &mut [u8], line: &[u8]) {
     p.apply(&rec.access_record(), NOW);
 }
 
+/// The same steps with simd-json's serde API into the same struct, its
+/// buffers reused: the simd-json path most users would write first.
+fn simd_serde_path(p: &mut Pipeline, bufs: &mut simd_json::Buffers, buf: &mut [u8], line: &[u8]) {
+    buf[..line.len()].copy_from_slice(line);
+    let frame = syslog::parse(&buf[..line.len()]).expect("frames");
+    let rec: SerdeRecord<'_> =
+        simd_json::serde::from_slice_with_buffers(&mut buf[frame.msg], bufs).expect("decodes");
+    p.apply(&rec.access_record(), NOW);
+}
+
+/// The three ways to run the path, as one type for the paired rounds.
+#[derive(Clone, Copy)]
+enum Path {
+    Tape,
+    SimdSerde,
+    SerdeJson,
+}
+
 fn per_line(c: &mut Criterion) {
     let lines = corpus();
     let longest = lines.iter().map(Vec::len).max().unwrap_or(0);
     let mut buf = vec![0u8; longest + INPUT_PADDING];
 
-    // Both paths must reach the same totals, or the comparison is moot.
-    let (mut a, mut b) = (pipeline(), pipeline());
+    // All paths must reach the same totals, or the comparison is moot.
+    let (mut a, mut b, mut s) = (pipeline(), pipeline(), pipeline());
     let mut d = Decoder::new();
+    let mut bufs = simd_json::Buffers::default();
     for line in &lines {
         tape_path(&mut a, &mut d, &mut buf, line);
         serde_path(&mut b, &mut buf, line);
+        simd_serde_path(&mut s, &mut bufs, &mut buf, line);
     }
     assert_eq!(a.totals.malformed_count(), 0);
-    assert_eq!(a.totals.requests, b.totals.requests);
-    assert_eq!(a.totals.attempts, b.totals.attempts);
-    assert_eq!(a.totals.retried, b.totals.retried);
+    for other in [&b, &s] {
+        assert_eq!(a.totals.requests, other.totals.requests);
+        assert_eq!(a.totals.attempts, other.totals.attempts);
+        assert_eq!(a.totals.retried, other.totals.retried);
+    }
     let mean = lines.iter().map(Vec::len).sum::<usize>() / lines.len();
     println!(
         "per_line: {} lines, mean {mean} bytes, {} retried",
@@ -156,6 +179,16 @@ fn per_line(c: &mut Criterion) {
         });
         black_box(p.totals.request_count());
     });
+    g.bench_function("simd_json_serde", |bench| {
+        let mut p = pipeline();
+        let mut bufs = simd_json::Buffers::default();
+        bench.iter(|| {
+            for line in &lines {
+                simd_serde_path(&mut p, &mut bufs, &mut buf, black_box(line));
+            }
+        });
+        black_box(p.totals.request_count());
+    });
     g.finish();
     // `cargo test --benches` runs each benchmark once, without `--bench`.
     if std::env::args().any(|a| a == "--bench") {
@@ -163,49 +196,57 @@ fn per_line(c: &mut Criterion) {
     }
 }
 
-/// The ratio again, from rounds that alternate the two paths back to back:
-/// on a shared, noisy machine both see the same conditions, which the
+/// The ratios again, from rounds that run the three paths back to back:
+/// on a shared, noisy machine all see the same conditions, which the
 /// separate criterion runs above cannot promise.
 fn paired(lines: &[Vec<u8>], buf: &mut [u8]) {
-    let (mut a, mut b) = (pipeline(), pipeline());
+    let mut pipelines = [pipeline(), pipeline(), pipeline()];
     let mut d = Decoder::new();
-    let mut time = |tape: bool| {
+    let mut bufs = simd_json::Buffers::default();
+    let mut time = |path: Path| {
+        let p = &mut pipelines[path as usize];
         let t = Instant::now();
         for line in lines {
-            if tape {
-                tape_path(&mut a, &mut d, buf, black_box(line));
-            } else {
-                serde_path(&mut b, buf, black_box(line));
+            match path {
+                Path::Tape => tape_path(p, &mut d, buf, black_box(line)),
+                Path::SimdSerde => simd_serde_path(p, &mut bufs, buf, black_box(line)),
+                Path::SerdeJson => serde_path(p, buf, black_box(line)),
             }
         }
         t.elapsed().as_secs_f64()
     };
-    let (mut tape, mut serde, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let paths = [Path::Tape, Path::SimdSerde, Path::SerdeJson];
+    let mut secs: [Vec<f64>; 3] = Default::default();
+    let (mut ratio, mut serde_ratio) = (Vec::new(), Vec::new());
     for round in 0..301 {
-        // Alternate which goes first, so neither always runs on a warm cache.
-        let (t, s) = if round % 2 == 0 {
-            let t = time(true);
-            (t, time(false))
-        } else {
-            let s = time(false);
-            (time(true), s)
-        };
-        tape.push(t);
-        serde.push(s);
-        ratio.push(s / t);
+        // Rotate which goes first, so none always runs on a warm cache.
+        let mut t = [0.0; 3];
+        for k in 0..3 {
+            let path = paths[(round + k) % 3];
+            t[path as usize] = time(path);
+        }
+        for (v, x) in secs.iter_mut().zip(t) {
+            v.push(x);
+        }
+        ratio.push(t[Path::SerdeJson as usize] / t[Path::Tape as usize]);
+        serde_ratio.push(t[Path::SerdeJson as usize] / t[Path::SimdSerde as usize]);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     let per_line = |secs: f64| secs * 1e9 / lines.len() as f64;
+    let [tape, simd_serde, serde] = &mut secs;
     println!(
-        "per_line paired (median of {} alternating rounds): simd_json_tape {:.0} ns/line, \
-         serde_json {:.0} ns/line, serde_json / simd_json_tape = {:.2}",
+        "per_line paired (median of {} rotating rounds): simd_json_tape {:.0} ns/line, \
+         simd_json_serde {:.0} ns/line, serde_json {:.0} ns/line; \
+         serde_json / simd_json_tape = {:.2}, serde_json / simd_json_serde = {:.2}",
         ratio.len(),
-        per_line(median(&mut tape)),
-        per_line(median(&mut serde)),
-        median(&mut ratio)
+        per_line(median(tape)),
+        per_line(median(simd_serde)),
+        per_line(median(serde)),
+        median(&mut ratio),
+        median(&mut serde_ratio)
     );
 }
 

@@ -1,7 +1,7 @@
 //! Shared state: what the receive threads update and the HTTP side reads.
 //!
-//! One mutex guards the pipeline. A receive thread takes it once per batch
-//! of up to 64 datagrams, readers take it to copy figures out and compute
+//! One mutex guards the pipeline. A receive thread (or its parse worker)
+//! takes it once per batch of up to 64 datagrams, readers take it to copy figures out and compute
 //! from the copy, so neither side holds it for long. Liveness is a heartbeat
 //! timestamp the receive loop refreshes on every wake-up, traffic or not.
 

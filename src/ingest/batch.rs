@@ -95,6 +95,11 @@ impl RecvBatch {
         Ok(self.received)
     }
 
+    /// Datagrams one `recv` takes at most.
+    pub fn capacity(&self) -> usize {
+        self.msgs.len()
+    }
+
     /// Datagrams from the last `recv`.
     pub fn len(&self) -> usize {
         self.received

@@ -5,10 +5,14 @@
 //! and one batched system call per wake-up is what keeps a single core at
 //! the socket's pace. The thread parses every datagram of a batch under one
 //! lock of the shared pipeline and then goes straight back to the socket.
+//! When batches come back full, a backlog is building: they go to a parse
+//! worker ([`worker`]) so receiving and parsing run on both cores at once.
 
+pub mod affinity;
 pub mod batch;
 pub mod kernel_drops;
 pub mod socket;
+pub mod worker;
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -21,6 +25,7 @@ use crate::record::Decoder;
 use crate::state::Shared;
 use batch::RecvBatch;
 use socket::Listener;
+use worker::Worker;
 
 /// Start the receive thread for `listener`. It runs until `stop` is set,
 /// finishing the batch in hand first.
@@ -34,26 +39,23 @@ pub fn spawn(
         .spawn(move || run(&listener, &shared, &stop))
 }
 
-fn run(listener: &Listener, shared: &Shared, stop: &AtomicBool) {
+fn run(listener: &Listener, shared: &Arc<Shared>, stop: &AtomicBool) {
     let fd = listener.fd.as_raw_fd();
     let mut batch = RecvBatch::default();
     let mut decoder = Decoder::new();
+    let mut worker = match Worker::spawn(&listener.name, shared.clone()) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(listener = %listener.name, error = %e,
+                "cannot start the parse worker; parsing on the receive thread");
+            None
+        }
+    };
     while !stop.load(Ordering::Relaxed) {
         match batch.recv(fd) {
             Ok(n) => {
                 let now = shared.now_secs();
-                let mut p = shared.pipeline();
-                for i in 0..n {
-                    let (slot, len, truncated) = batch.slot(i);
-                    if truncated {
-                        p.count_truncated(len);
-                    } else {
-                        // A malformed datagram is counted inside and skipped.
-                        let _ = p.process(&mut decoder, slot, len, |_| now);
-                    }
-                }
-                drop(p);
-                shared.beat();
+                dispatch(worker.as_mut(), shared, &mut decoder, &mut batch, n, now);
             }
             Err(e)
                 if matches!(
@@ -73,4 +75,45 @@ fn run(listener: &Listener, shared: &Shared, stop: &AtomicBool) {
             }
         }
     }
+    if let Some(w) = worker {
+        w.finish();
+    }
+}
+
+/// Deal with the `n` datagrams just received into `batch` at window clock
+/// `now`. A full batch means more is queued: the worker parses it while this
+/// thread goes back to the socket. Otherwise it is parsed here, unless
+/// earlier batches are still with the worker, which it must not overtake.
+/// Returns whether the worker took it.
+fn dispatch(
+    worker: Option<&mut Worker>,
+    shared: &Shared,
+    decoder: &mut Decoder,
+    batch: &mut RecvBatch,
+    n: usize,
+    now: u64,
+) -> bool {
+    let full = n == batch.capacity();
+    let handed = worker.is_some_and(|w| (full || w.busy()) && w.hand_over(batch, now));
+    if !handed {
+        parse(shared, decoder, batch, now);
+    }
+    handed
+}
+
+/// Fold every datagram of `batch`, received at window clock `now`, into the
+/// pipeline, under one lock.
+fn parse(shared: &Shared, decoder: &mut Decoder, batch: &mut RecvBatch, now: u64) {
+    let mut p = shared.pipeline();
+    for i in 0..batch.len() {
+        let (slot, len, truncated) = batch.slot(i);
+        if truncated {
+            p.count_truncated(len);
+        } else {
+            // A malformed datagram is counted inside and skipped.
+            let _ = p.process(decoder, slot, len, |_| now);
+        }
+    }
+    drop(p);
+    shared.beat();
 }
