@@ -208,3 +208,42 @@ fn unix_socket_receives_too() {
     );
     assert!(pw.log().contains("unix://"), "{}", pw.log());
 }
+
+/// A stopped receiver with a full backlog: every batch but the last comes
+/// back full, so the parse worker takes them. Nothing may be lost, and the
+/// short last batch (16 successes after 1216 failures) must not overtake
+/// them: a 20-attempt window then ends on 4 failures and those 16.
+#[test]
+fn a_backlog_drains_exactly_and_in_order() {
+    let pw = Poolwatch::start(&["--window-size", "20"]);
+    pw.send(&[nginx(&access(200, "200", BLUE, "blue"))]);
+    pw.wait_for_datagrams(1);
+    let pid = pw.pid() as libc::pid_t;
+    // SAFETY: signalling our own child, which is running.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let mut d: Vec<Vec<u8>> = Vec::new();
+    d.extend((0..19 * 64).map(|_| nginx(&access(500, "500", BLUE, "blue"))));
+    d.extend((0..16).map(|_| nginx(&access(200, "200", BLUE, "blue"))));
+    pw.send(&d);
+    // SAFETY: as above; the child is stopped.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let m = pw.wait_for_datagrams(1 + 19 * 64 + 16);
+    assert_eq!(m.get("poolwatch_ingest_kernel_drops_total"), 0.0);
+    assert_eq!(
+        m.get("poolwatch_requests_total{pool=\"blue\",status_class=\"5xx\"}"),
+        (19 * 64) as f64
+    );
+    assert_eq!(
+        m.get("poolwatch_requests_total{pool=\"blue\",status_class=\"2xx\"}"),
+        17.0
+    );
+    let state = pw.state();
+    let blue = state["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pool"] == "blue")
+        .unwrap();
+    assert_eq!(blue["count_window"]["requests"], 20, "{blue}");
+    assert_eq!(blue["count_window"]["failures"], 4, "{blue}");
+}
