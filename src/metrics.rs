@@ -144,19 +144,20 @@ impl Exporter {
                 g.set(if serving == Some(pool) { 1.0 } else { 0.0 });
             }
         }
-        let mut drops = 0;
-        let mut queue = 0;
-        for c in shared
+        // A socket missing from the table (see `kernel_drops::read`) would
+        // make the sum, and so the counter, go down: keep the last figures.
+        let sockets: Option<Vec<_>> = shared
             .listeners
             .iter()
             .filter_map(|l| l.inode)
-            .filter_map(kernel_drops::read)
-        {
-            drops += c.drops;
-            queue += c.rx_queue;
+            .map(kernel_drops::read)
+            .collect();
+        if let Some(sockets) = sockets {
+            h.kernel_drops
+                .absolute(sockets.iter().map(|c| c.drops).sum());
+            h.socket_queue
+                .set(sockets.iter().map(|c| c.rx_queue).sum::<u64>() as f64);
         }
-        h.kernel_drops.absolute(drops);
-        h.socket_queue.set(queue as f64);
         (
             stats.into_iter().map(|(_, t)| t).collect(),
             totals.durations,

@@ -14,7 +14,16 @@ pub struct SocketCounters {
 }
 
 /// Look up the socket with this inode; `None` if it is not listed.
+///
+/// The kernel prints these tables a page per read and finds its place
+/// again by counting entries, so a socket closed elsewhere in between can
+/// make it skip one of ours. A socket not seen is looked for again before
+/// it counts as absent.
 pub fn read(inode: u64) -> Option<SocketCounters> {
+    (0..3).find_map(|_| read_once(inode))
+}
+
+fn read_once(inode: u64) -> Option<SocketCounters> {
     ["/proc/net/udp", "/proc/net/udp6"]
         .iter()
         .filter_map(|p| fs::read_to_string(p).ok())
