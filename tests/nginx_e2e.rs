@@ -124,20 +124,15 @@ fn nginx_traffic_is_counted_exactly_and_scrapes_cleanly() {
 
     let state = pw.state();
     assert_eq!(state["serving_pool"], "blue");
-    let pool = |name: &str| {
-        state["pools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["pool"] == name)
-            .unwrap()
-            .clone()
-    };
+    let (blue_window, green_window) = (
+        &pw.pool_state("blue")["count_window"],
+        &pw.pool_state("green")["count_window"],
+    );
     // Blue's window holds the failures the retries hid from clients.
-    assert_eq!(pool("blue")["count_window"]["attempts"], 17);
-    assert_eq!(pool("blue")["count_window"]["failures"], 2);
-    assert_eq!(pool("blue")["count_window"]["client_5xx"], 0);
-    assert_eq!(pool("green")["count_window"]["requests"], 2);
+    assert_eq!(blue_window["attempts"], 17);
+    assert_eq!(blue_window["failures"], 2);
+    assert_eq!(blue_window["client_5xx"], 0);
+    assert_eq!(green_window["requests"], 2);
     let addrs = state["addresses"].as_array().unwrap();
     for (addr, name) in [(blue.addr(), "blue"), (green.addr(), "green")] {
         assert!(

@@ -163,12 +163,7 @@ fn every_datagram_is_counted_exactly_once() {
 
     // Blue's count window holds its masked failures.
     let state = pw.state();
-    let blue = state["pools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["pool"] == "blue")
-        .unwrap();
+    let blue = pw.pool_state("blue");
     assert_eq!(blue["count_window"]["failures"], 13);
     assert_eq!(blue["count_window"]["attempts"], 60 + 13);
     assert_eq!(state["ingest"]["datagrams"], d.len());
@@ -237,13 +232,7 @@ fn a_backlog_drains_exactly_and_in_order() {
         m.get("poolwatch_requests_total{pool=\"blue\",status_class=\"2xx\"}"),
         17.0
     );
-    let state = pw.state();
-    let blue = state["pools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["pool"] == "blue")
-        .unwrap();
+    let blue = pw.pool_state("blue");
     assert_eq!(blue["count_window"]["requests"], 20, "{blue}");
     assert_eq!(blue["count_window"]["failures"], 4, "{blue}");
 }

@@ -110,6 +110,18 @@ impl Poolwatch {
         serde_json::from_str(&body).expect("/state is JSON")
     }
 
+    /// One pool's entry in `/state`.
+    pub fn pool_state(&self, pool: &str) -> serde_json::Value {
+        let state = self.state();
+        state["pools"]
+            .as_array()
+            .expect("/state lists pools")
+            .iter()
+            .find(|p| p["pool"] == pool)
+            .unwrap_or_else(|| panic!("{pool} missing from /state: {state}"))
+            .clone()
+    }
+
     /// Wait until `poolwatch_ingest_datagrams_total` reaches `n`.
     pub fn wait_for_datagrams(&self, n: u64) -> Metrics {
         let mut last = Metrics::default();
