@@ -56,7 +56,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{free_port, get, scrape};
+use support::{env_u64, free_port, get, scrape};
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -69,7 +69,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use poolwatch::alerting::TICK;
-use poolwatch::ingest::batch::RecvBatch;
+use poolwatch::ingest::batch::{self, RecvBatch};
 use poolwatch::ingest::socket;
 use poolwatch::loadgen::lines::{Generator, Scenario};
 use poolwatch::loadgen::send::{Messages, Sender, Stop, Traffic};
@@ -153,15 +153,6 @@ impl Settings {
             ));
         }
         Ok(s)
-    }
-}
-
-fn env_u64(name: &str, default: u64) -> Result<u64, String> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| format!("{name}={v}: expected a whole number")),
-        Err(_) => Ok(default),
     }
 }
 
@@ -254,13 +245,7 @@ fn recvmmsg_loop(udp: &UdpSocket, counts: &[AtomicU64; 2]) -> Result<(), String>
                 counts[0].store(datagrams, Ordering::Relaxed);
                 counts[1].store(bytes, Ordering::Relaxed);
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if batch::nothing_received(&e) => {}
             Err(e) => return Err(format!("recvmmsg failed: {e}")),
         }
     }

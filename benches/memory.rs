@@ -17,7 +17,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{free_port, get, scrape};
+use support::{env_u64, free_port, get, scrape};
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
@@ -42,15 +42,6 @@ fn main() -> ExitCode {
             eprintln!("memory: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn env_u64(name: &str, default: u64) -> Result<u64, String> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| format!("{name}={v}: expected a positive whole number")),
-        Err(_) => Ok(default),
     }
 }
 

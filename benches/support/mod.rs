@@ -1,5 +1,6 @@
-//! What the receiver benchmarks share: the release binary, free loopback
-//! ports, and reading poolwatch's own counters over HTTP.
+//! What the receiver benchmarks share: settings from the environment, the
+//! release binary, free loopback ports, and reading poolwatch's own
+//! counters over HTTP.
 
 // Each bench uses its own subset.
 #![allow(dead_code)]
@@ -9,6 +10,16 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+/// A whole-number setting from the environment, `default` when unset.
+pub fn env_u64(name: &str, default: u64) -> Result<u64, String> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("{name}={v}: expected a whole number")),
+        Err(_) => Ok(default),
+    }
+}
 
 /// Build the release `poolwatch` (a no-op when it is current) and return
 /// its path, next to this bench's own executable.

@@ -20,6 +20,15 @@ pub const BATCH: usize = 64;
 
 const SLOT: usize = (DATAGRAM_MAX + INPUT_PADDING).next_multiple_of(64);
 
+/// Whether a `recv` error only means nothing came: the socket's receive
+/// timeout passed or a signal interrupted the wait. Any other error is real.
+pub fn nothing_received(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
 /// Receive buffers and the kernel structures pointing into them.
 pub struct RecvBatch {
     bufs: Vec<u8>,

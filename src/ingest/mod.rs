@@ -53,20 +53,11 @@ fn run(listener: &Listener, shared: &Arc<Shared>, stop: &AtomicBool) {
     };
     while !stop.load(Ordering::Relaxed) {
         match batch.recv(fd) {
-            Ok(n) => {
+            Ok(_) => {
                 let now = shared.now_secs();
-                dispatch(worker.as_mut(), shared, &mut decoder, &mut batch, n, now);
+                dispatch(worker.as_mut(), shared, &mut decoder, &mut batch, now);
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                shared.beat();
-            }
+            Err(e) if batch::nothing_received(&e) => shared.beat(),
             Err(e) => {
                 // Unexpected, but the socket is all we have: report and go on
                 // without spinning.
@@ -80,7 +71,7 @@ fn run(listener: &Listener, shared: &Arc<Shared>, stop: &AtomicBool) {
     }
 }
 
-/// Deal with the `n` datagrams just received into `batch` at window clock
+/// Deal with the datagrams just received into `batch` at window clock
 /// `now`. A full batch means more is queued: the worker parses it while this
 /// thread goes back to the socket. Otherwise it is parsed here, unless
 /// earlier batches are still with the worker, which it must not overtake.
@@ -90,10 +81,9 @@ fn dispatch(
     shared: &Shared,
     decoder: &mut Decoder,
     batch: &mut RecvBatch,
-    n: usize,
     now: u64,
 ) -> bool {
-    let full = n == batch.capacity();
+    let full = batch.len() == batch.capacity();
     let handed = worker.is_some_and(|w| (full || w.busy()) && w.hand_over(batch, now));
     if !handed {
         parse(shared, decoder, batch, now);

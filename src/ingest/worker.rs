@@ -74,8 +74,8 @@ pub struct Worker {
     jobs: Option<SyncSender<Job>>,
     done: Receiver<RecvBatch>,
     spare: Vec<RecvBatch>,
+    /// Batches handed over and not yet collected back into `spare`.
     outstanding: usize,
-    allocated: usize,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -110,7 +110,6 @@ impl Worker {
             done,
             spare: Vec::new(),
             outstanding: 0,
-            allocated: 0,
             thread: Some(thread),
         }))
     }
@@ -135,10 +134,8 @@ impl Worker {
         }
         let empty = match self.spare.pop() {
             Some(b) => b,
-            None if self.allocated < IN_FLIGHT => {
-                self.allocated += 1;
-                RecvBatch::default()
-            }
+            // Every batch beyond the one in hand is outstanding or spare.
+            None if self.outstanding < IN_FLIGHT => RecvBatch::default(),
             None => match recv_spinning(&self.done) {
                 Ok(b) => {
                     self.outstanding -= 1;
@@ -240,14 +237,7 @@ mod tests {
             while got < burst {
                 let n = batch.recv(rx.as_raw_fd()).unwrap();
                 got += n;
-                if super::super::dispatch(
-                    Some(&mut worker),
-                    &shared,
-                    &mut decoder,
-                    &mut batch,
-                    n,
-                    1,
-                ) {
+                if super::super::dispatch(Some(&mut worker), &shared, &mut decoder, &mut batch, 1) {
                     handed += 1;
                 } else {
                     inline += 1;
