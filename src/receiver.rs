@@ -137,6 +137,7 @@ async fn serve(
     let local = http_listener.local_addr().unwrap_or(addr);
     tracing::info!(http = %local, "serving /metrics, /healthz and /state");
 
+    let cancel = CancellationToken::new();
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for l in listeners {
@@ -148,7 +149,6 @@ async fn serve(
     }
     shared.beat();
 
-    let cancel = CancellationToken::new();
     let upkeep = {
         let exporter = exporter.clone();
         let cancel = cancel.clone();
@@ -162,20 +162,26 @@ async fn serve(
             }
         })
     };
+    let limits = http::Limits::from_file_limit();
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_read_timeout_sec = http::serve::HEADER_READ_TIMEOUT.as_secs(),
+        "HTTP connection limits"
+    );
+    let http_metrics = exporter.register(|| http::HttpMetrics::new(limits));
     let app = http::router(AppState {
         shared: shared.clone(),
         exporter,
         alerts: alerts.clone(),
         admin_token: cli.admin.admin_token.clone(),
     });
-    let server = tokio::spawn(
-        axum::serve(
-            http_listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(cancel.clone().cancelled_owned())
-        .into_future(),
-    );
+    let server = tokio::spawn(http::serve(
+        http_listener,
+        app,
+        limits,
+        http_metrics,
+        cancel.clone(),
+    ));
     let alerts_cancel = CancellationToken::new();
     let alert_task = tokio::spawn(alert_loop.run(shared.clone(), alerts, alerts_cancel.clone()));
 
