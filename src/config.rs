@@ -363,8 +363,9 @@ pub struct AdminArgs {
     )]
     pub maintenance_mode: bool,
 
-    /// A flag file: maintenance is on while it exists (its contents are the
-    /// reason). Checked every second.
+    /// A flag file: maintenance is on while it exists. Checked every second
+    /// with a stat, on a thread of its own; a regular file's first 500 bytes
+    /// are the reason, anything else (a FIFO, a device) is never opened.
     #[arg(long, env = "MAINTENANCE_FILE", value_name = "MAINTENANCE_FILE")]
     pub maintenance_file: Option<PathBuf>,
 

@@ -8,11 +8,25 @@
 //! and `rm` it. A window may carry an expiry and ends by itself. The alert
 //! loop polls this state every tick and announces each start and end, with
 //! a summary of what was held back.
+//!
+//! The flag file is looked at by a thread of its own ([`FileWatcher`]),
+//! never by the alert loop and never under a lock: a path can be a FIFO
+//! (an open blocks until a writer comes), a device (a read never ends) or
+//! on a hung network filesystem (even a stat blocks). Whatever happens to
+//! the watcher, `/state`, `/metrics`, alerts and shutdown go on; the file's
+//! last known state stands until the watcher sees it again. Existence is a
+//! `stat`; the reason is read only from a regular file, at most
+//! [`MAX_REASON`] bytes, opened non-blocking.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::alert::Kind;
 use crate::logtime::format_rfc3339;
@@ -57,14 +71,45 @@ pub struct Maintenance {
     active: Option<Window>,
     /// What the last poll reported, to turn state into transitions.
     announced: Option<Window>,
-    file: Option<PathBuf>,
+    file: Option<FlagFile>,
     suppressed: BTreeMap<Kind, u64>,
     /// Set when an explicit "off" ended the window, for the end message.
     ended_by: Option<String>,
 }
 
 /// Longest reason kept; it comes from API callers and files.
-const MAX_REASON: usize = 500;
+pub const MAX_REASON: usize = 500;
+
+/// How often the flag file is looked at.
+pub const FILE_POLL: Duration = Duration::from_secs(1);
+
+/// A look at the flag file slower than this is logged: the file's state was
+/// stale meanwhile.
+const SLOW_LOOK: Duration = Duration::from_secs(2);
+
+/// What the watcher last saw at the flag file's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    /// Not looked yet.
+    Unknown,
+    Absent,
+    /// Something is there; the reason only if it is a regular file with
+    /// text in it.
+    Present {
+        reason: Option<String>,
+    },
+}
+
+/// The flag file's path and what its watcher saw, shared by the two.
+#[derive(Debug)]
+struct FlagFile {
+    path: PathBuf,
+    seen: Arc<Mutex<Seen>>,
+}
+
+fn lock(seen: &Mutex<Seen>) -> MutexGuard<'_, Seen> {
+    seen.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 impl Maintenance {
     pub fn new(on_at_start: bool, file: Option<PathBuf>, now: f64) -> Maintenance {
@@ -76,9 +121,22 @@ impl Maintenance {
                 reason: "MAINTENANCE_MODE=true at start".into(),
                 by: "settings".into(),
             }),
-            file,
+            file: file.map(|path| FlagFile {
+                path,
+                seen: Arc::new(Mutex::new(Seen::Unknown)),
+            }),
             ..Maintenance::default()
         }
+    }
+
+    /// The watcher for `MAINTENANCE_FILE`, if one is set; see
+    /// [`FileWatcher::spawn`].
+    pub fn file_watcher(&self) -> Option<FileWatcher> {
+        self.file.as_ref().map(|f| FileWatcher {
+            path: f.path.clone(),
+            seen: f.seen.clone(),
+            last: None,
+        })
     }
 
     pub fn is_on(&self) -> bool {
@@ -135,25 +193,27 @@ impl Maintenance {
             self.active = None;
             self.ended_by = Some("expired".into());
         }
-        if let Some(path) = &self.file {
-            let exists = path.exists();
+        if let Some(file) = &self.file {
+            // What the watcher saw: no file system access here, and the
+            // watcher never holds this lock while it looks.
+            let seen = lock(&file.seen).clone();
             let from_file = self.active.as_ref().map(|w| w.source) == Some(Source::File);
-            if exists && self.active.is_none() {
-                let reason = std::fs::read_to_string(path)
-                    .ok()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| "flag file present".into());
-                self.active = Some(Window {
-                    source: Source::File,
-                    since: now,
-                    until: None,
-                    reason: cap(&reason),
-                    by: format!("file {}", path.display()),
-                });
-            } else if !exists && from_file {
-                self.active = None;
-                self.ended_by = Some(format!("file {} removed", path.display()));
+            match seen {
+                Seen::Present { reason } if self.active.is_none() => {
+                    let reason = reason.unwrap_or_else(|| "flag file present".into());
+                    self.active = Some(Window {
+                        source: Source::File,
+                        since: now,
+                        until: None,
+                        reason: cap(&reason),
+                        by: format!("file {}", file.path.display()),
+                    });
+                }
+                Seen::Absent if from_file => {
+                    self.active = None;
+                    self.ended_by = Some(format!("file {} removed", file.path.display()));
+                }
+                _ => {}
             }
         }
         match (&self.announced, &self.active) {
@@ -198,9 +258,113 @@ impl Maintenance {
                 .iter()
                 .map(|(k, n)| (k.label().to_string(), *n))
                 .collect(),
-            file: self.file.as_ref().map(|p| p.display().to_string()),
+            file: self.file.as_ref().map(|f| f.path.display().to_string()),
         }
     }
+}
+
+/// Looks at the flag file every [`FILE_POLL`] on a thread of its own and
+/// tells [`Maintenance::poll`] what it saw.
+#[derive(Debug)]
+pub struct FileWatcher {
+    path: PathBuf,
+    seen: Arc<Mutex<Seen>>,
+    /// The regular file last read, and its reason, so an unchanged file is
+    /// not read again.
+    last: Option<(FileId, Option<String>)>,
+}
+
+/// Which regular file, and which version of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+}
+
+impl FileWatcher {
+    /// Look now, then every [`FILE_POLL`] until `stop`, on a detached
+    /// thread: it is never joined, so a look that never returns (a hung
+    /// network filesystem) cannot hold up shutdown.
+    pub fn spawn(mut self, stop: CancellationToken) -> std::io::Result<()> {
+        std::thread::Builder::new()
+            .name("poolwatch-maint-file".into())
+            .spawn(move || {
+                while !stop.is_cancelled() {
+                    self.check();
+                    std::thread::sleep(FILE_POLL);
+                }
+            })
+            .map(drop)
+    }
+
+    /// Look once and publish what was seen.
+    pub fn check(&mut self) {
+        let started = Instant::now();
+        let seen = self.look();
+        let took = started.elapsed();
+        if took >= SLOW_LOOK {
+            tracing::warn!(
+                path = %self.path.display(),
+                seconds = took.as_secs_f64(),
+                "looking at MAINTENANCE_FILE took this long; its last known state stood meanwhile"
+            );
+        }
+        *lock(&self.seen) = seen;
+    }
+
+    fn look(&mut self) -> Seen {
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            // Missing, or not reachable (a directory on the path missing or
+            // unreadable): absent, as `Path::exists` says.
+            Err(_) => {
+                self.last = None;
+                return Seen::Absent;
+            }
+        };
+        if !meta.is_file() {
+            // A FIFO, a device, a directory, a socket: present, and its
+            // contents are not for reading.
+            self.last = None;
+            return Seen::Present { reason: None };
+        }
+        let id = FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        };
+        if let Some((last, reason)) = &self.last
+            && *last == id
+        {
+            return Seen::Present {
+                reason: reason.clone(),
+            };
+        }
+        let reason = read_reason(&self.path);
+        self.last = Some((id, reason.clone()));
+        Seen::Present { reason }
+    }
+}
+
+/// The first [`MAX_REASON`] bytes of a regular file, trimmed; `None` if it
+/// is empty or cannot be read. Opened non-blocking and checked again after
+/// the open, so a FIFO swapped in after the stat cannot block the read.
+fn read_reason(path: &Path) -> Option<String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut buf = Vec::with_capacity(MAX_REASON);
+    file.take(MAX_REASON as u64).read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).trim().to_string();
+    (!text.is_empty()).then_some(text)
 }
 
 /// Maintenance as `/state` and `GET /maintenance` show it.
@@ -265,20 +429,92 @@ mod tests {
         assert!(!m.turn_off("bob"));
     }
 
+    fn temp_path(name: &str) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("poolwatch-maint-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
     #[test]
     fn flag_file_is_watched() {
-        let path = std::env::temp_dir().join(format!("poolwatch-maint-{}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
+        let path = temp_path("regular");
         let mut m = Maintenance::new(false, Some(path.clone()), 0.0);
-        assert_eq!(m.poll(0.0), None);
+        let mut w = m.file_watcher().unwrap();
+        assert_eq!(m.poll(0.0), None, "nothing seen yet");
+        w.check();
+        assert_eq!(m.poll(0.5), None);
         std::fs::write(&path, "db migration\n").unwrap();
+        assert_eq!(m.poll(0.8), None, "the poll itself never looks");
+        w.check();
+        let Some(Transition::Started(w0)) = m.poll(1.0) else {
+            panic!()
+        };
+        assert_eq!(w0.reason, "db migration");
+        assert_eq!(w0.source, Source::File);
+        std::fs::remove_file(&path).unwrap();
+        w.check();
+        assert!(matches!(m.poll(2.0), Some(Transition::Ended { .. })));
+    }
+
+    #[test]
+    fn a_long_reason_is_read_only_up_to_the_cap() {
+        let path = temp_path("long");
+        std::fs::write(&path, "x".repeat(1 << 20)).unwrap();
+        let mut m = Maintenance::new(false, Some(path.clone()), 0.0);
+        m.file_watcher().unwrap().check();
         let Some(Transition::Started(w)) = m.poll(1.0) else {
             panic!()
         };
-        assert_eq!(w.reason, "db migration");
-        assert_eq!(w.source, Source::File);
+        assert_eq!(w.reason.len(), MAX_REASON);
         std::fs::remove_file(&path).unwrap();
-        assert!(matches!(m.poll(2.0), Some(Transition::Ended { .. })));
+    }
+
+    /// Runs one look on another thread; panics if it does not come back.
+    fn check_returns(w: FileWatcher) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut w = w;
+            w.check();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("looking at the flag file blocked");
+    }
+
+    #[test]
+    fn a_fifo_or_a_device_is_present_and_never_read() {
+        let fifo = temp_path("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for path in [fifo.clone(), PathBuf::from("/dev/zero")] {
+            let mut m = Maintenance::new(false, Some(path.clone()), 0.0);
+            check_returns(m.file_watcher().unwrap());
+            let Some(Transition::Started(w)) = m.poll(1.0) else {
+                panic!("{} not seen", path.display())
+            };
+            assert_eq!(w.reason, "flag file present");
+        }
+        std::fs::remove_file(&fifo).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_swapped_in_after_the_stat_is_not_read() {
+        let fifo = temp_path("swap");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_reason(&p));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("reading a FIFO blocked");
+        assert_eq!(got, None);
+        std::fs::remove_file(&fifo).unwrap();
     }
 
     #[test]

@@ -138,6 +138,13 @@ async fn serve(
     tracing::info!(http = %local, "serving /metrics, /healthz and /state");
 
     let cancel = CancellationToken::new();
+    // Off the runtime and off every lock: see `maintenance`.
+    let watcher = alerts.maintenance().file_watcher();
+    if let Some(watcher) = watcher {
+        watcher
+            .spawn(cancel.clone())
+            .map_err(|e| format!("cannot start the MAINTENANCE_FILE watcher: {e}"))?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for l in listeners {

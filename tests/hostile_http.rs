@@ -1,7 +1,8 @@
 //! Hostile HTTP peers against the real binary: connections held open or
 //! half-sent under a low file limit, silent and idle connections,
-//! unauthenticated bodies, and an IPv4 client of a `[::]` listener. Each of
-//! these once starved or hung the receiver; each test fails on that code.
+//! unauthenticated bodies, an IPv4 client of a `[::]` listener, and a FIFO
+//! as the maintenance flag file. Each of these once starved or hung the
+//! receiver; each test fails on that code.
 //!
 //! The receiver is started here rather than through `common::poolwatch`,
 //! because some tests need it under `prlimit` and on a `[::]` listener: it
@@ -540,4 +541,57 @@ fn an_ipv4_client_of_a_wildcard_listener_is_loopback() {
     .unwrap();
     assert_eq!(status, 200);
     assert_eq!(pw.state()["alerting"]["maintenance"]["by"], "127.0.0.1");
+}
+
+/// Item 8: a FIFO as `MAINTENANCE_FILE` (which an open would block on
+/// until a writer came) blocks nothing: maintenance starts and ends with
+/// it, `/state` and `/metrics` answer, rules run, SIGTERM stops.
+#[test]
+fn a_fifo_as_maintenance_file_blocks_nothing() {
+    let fifo = unique_temp_path("poolwatch-maint-fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let hook = Webhook::start();
+    let url = hook.url();
+    let fifo_s = fifo.to_str().unwrap().to_string();
+    let mut pw = Receiver::start(
+        "127.0.0.1:0",
+        None,
+        &alert_env(&url, &[("MAINTENANCE_FILE", &fifo_s)]),
+    );
+
+    let got = hook.wait_for_accepted(1, PATIENCE);
+    let started = got[0].body.to_string();
+    assert!(
+        started.contains("Maintenance started") && started.contains("flag file present"),
+        "{started}"
+    );
+    let m = &pw.state()["alerting"]["maintenance"];
+    assert_eq!(
+        (m["on"].as_bool(), m["source"].as_str()),
+        (Some(true), Some("file"))
+    );
+    assert_eq!(pw.metrics().get("poolwatch_maintenance_mode"), 1.0);
+
+    // The rules still run: a failover is judged, and held back.
+    pw.send(&vec![blue_ok(); 30]);
+    pw.send(&[rescued()]);
+    let held = "poolwatch_alerts_total{kind=\"failover\",outcome=\"suppressed_maintenance\"}";
+    assert!(
+        wait_until(PATIENCE, || pw.metrics().get(held) >= 1.0),
+        "{}",
+        pw.metrics_text()
+    );
+
+    std::fs::remove_file(&fifo).unwrap();
+    let got = hook.wait_for_accepted(2, PATIENCE);
+    assert!(text(&got[1].body).contains("removed"), "{:?}", got[1].body);
+    assert_eq!(pw.stop(), Some(0), "{}", pw.log());
+}
+
+impl Receiver {
+    fn metrics_text(&self) -> String {
+        self.get("/metrics").1
+    }
 }
