@@ -246,7 +246,6 @@ fn closed_by_server(s: &mut TcpStream) -> bool {
 /// dozen at a time) until stopped.
 struct Siege {
     stop: Arc<AtomicBool>,
-    held: Arc<AtomicUsize>,
     opened: Arc<AtomicUsize>,
     thread: Option<thread::JoinHandle<()>>,
 }
@@ -254,11 +253,10 @@ struct Siege {
 impl Siege {
     fn start(addr: &str, n: usize) -> Siege {
         let stop = Arc::new(AtomicBool::new(false));
-        let held = Arc::new(AtomicUsize::new(0));
         let opened = Arc::new(AtomicUsize::new(0));
         let addr: std::net::SocketAddr = addr.parse().unwrap();
         let thread = {
-            let (stop, held, opened) = (stop.clone(), held.clone(), opened.clone());
+            let (stop, opened) = (stop.clone(), opened.clone());
             thread::spawn(move || {
                 let mut conns: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
                 let mut first_round = true;
@@ -284,7 +282,6 @@ impl Siege {
                         opened.fetch_add(1, Ordering::Relaxed);
                     }
                     first_round = false;
-                    held.store(conns.iter().flatten().count(), Ordering::Relaxed);
                     // Pacing, not synchronisation: a steady trickle of new
                     // connections keeps the receiver at its cap.
                     thread::sleep(Duration::from_millis(50));
@@ -293,7 +290,6 @@ impl Siege {
         };
         Siege {
             stop,
-            held,
             opened,
             thread: Some(thread),
         }
@@ -335,16 +331,12 @@ fn held_connections_starve_neither_healthz_nor_the_webhook() {
     pw.send(&[rescued()]);
     let got = hook.wait_for_accepted(1, PATIENCE);
     eprintln!(
-        "failover delivered {:?} after the datagram, with {} connections held by the siege",
+        "failover delivered {:?} after the datagram; the siege has opened {} connections",
         got[0].at - t0,
-        siege.held.load(Ordering::Relaxed)
+        siege.opened()
     );
     assert!(text(&got[0].body).contains("Failover"), "{:?}", got[0].body);
-    assert_eq!(
-        got.len(),
-        1,
-        "delivered at the first attempt, no retry: {got:?}"
-    );
+    assert_eq!(got.len(), 1, "one request reached the webhook: {got:?}");
 
     for _ in 0..5 {
         let (status, body) = pw.get("/healthz");
@@ -353,8 +345,12 @@ fn held_connections_starve_neither_healthz_nor_the_webhook() {
     let m = pw.metrics();
     assert_eq!(m.get("poolwatch_http_connections_limit"), 512.0);
     assert!(m.get("poolwatch_http_connections") <= 512.0);
+    // Every connection of the siege's first 1,100 (all accepted before this
+    // scrape's) is still held, shed, or timed out.
+    let shed = m.get("poolwatch_http_connections_closed_total{reason=\"shed\"}");
+    let timed_out = m.get("poolwatch_http_connections_closed_total{reason=\"header_timeout\"}");
     assert!(
-        m.get("poolwatch_http_connections_closed_total{reason=\"shed\"}") >= 1100.0 - 512.0,
+        shed >= 1.0 && shed + timed_out >= 1100.0 - 512.0,
         "{:?}",
         m.0
     );
@@ -486,7 +482,9 @@ fn unauthenticated_bodies_are_never_buffered() {
     let mut s = connect(&pw.http, PATIENCE).unwrap();
     s.write_all(&head(&format!("Authorization: Bearer {TOKEN}\r\n")))
         .unwrap();
-    let _ = s.write_all(&[b' '; 16 * 1024]);
+    // Over the limit, and small enough to be read whole: nothing left
+    // unread that would turn the close into a reset.
+    let _ = s.write_all(&[b' '; 6 * 1024]);
     let n = s.read(&mut answer).expect("an answer to an oversized body");
     assert!(
         answer[..n].starts_with(b"HTTP/1.1 413"),
