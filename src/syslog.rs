@@ -133,7 +133,7 @@ fn rfc3164_msg_offset(rest: &[u8]) -> Result<usize, FrameError> {
         if rest.get(i) != Some(&b' ') {
             return Err(FrameError::BadHeader);
         }
-        i = skip_spaces(rest, i);
+        i = skip_spaces(rest, i + 1);
         let json = skip_bom(rest, i);
         if rest.get(json) == Some(&b'{') {
             // `HOST nginx[PID] {...}`: a tag taken from RFC 5424's APP-NAME,
@@ -141,16 +141,16 @@ fn rfc3164_msg_offset(rest: &[u8]) -> Result<usize, FrameError> {
             return Ok(json);
         }
         // A word with nothing after it is a header without a message.
-        let word_end = i + rest[i..]
+        let len = rest[i..]
             .iter()
             .position(|&b| b == b' ')
             .ok_or(FrameError::BadHeader)?;
+        i += len;
         // Hostnames never end in ':', tags end in ':' in both the hostname
         // and the nohostname forms.
-        if rest[word_end - 1] == b':' {
-            return Ok(skip_bom(rest, skip_spaces(rest, word_end)));
+        if rest[i - 1] == b':' {
+            return Ok(skip_bom(rest, skip_spaces(rest, i + 1)));
         }
-        i = word_end;
     }
     // No tag within three words: not a header any relay writes.
     Err(FrameError::BadHeader)
@@ -177,13 +177,24 @@ fn looks_like_bsd_timestamp(ts: &[u8]) -> bool {
         && ts[6] == b' '
         && ts[9] == b':'
         && ts[12] == b':'
-        && [7, 8, 10, 11, 13, 14]
-            .iter()
-            .all(|&i| ts[i].is_ascii_digit())
+        && all_digits(ts, [7, 8, 10, 11, 13, 14])
+}
+
+/// Whether `s` has an ASCII digit at every index in `at`. A fixed-size
+/// array keeps this a handful of inlined comparisons.
+#[inline(always)]
+fn all_digits<const N: usize>(s: &[u8], at: [usize; N]) -> bool {
+    let mut ok = true;
+    for i in at {
+        ok &= s[i].is_ascii_digit();
+    }
+    ok
 }
 
 /// `YYYY-MM-DDThh:mm:ss[.frac](Z|+hh:mm|-hh:mm)`, as rsyslog's
-/// `RSYSLOG_ForwardFormat` and syslog-ng's `${ISODATE}` write it.
+/// `RSYSLOG_ForwardFormat` and syslog-ng's `${ISODATE}` write it. Kept out
+/// of line: nginx itself always sends the BSD form.
+#[inline(never)]
 fn rfc3339_len(ts: &[u8]) -> Option<usize> {
     const SECONDS: usize = 19;
     let shape_ok = ts.len() > SECONDS
@@ -192,9 +203,7 @@ fn rfc3339_len(ts: &[u8]) -> Option<usize> {
         && matches!(ts[10], b'T' | b't')
         && ts[13] == b':'
         && ts[16] == b':'
-        && [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
-            .iter()
-            .all(|&i| ts[i].is_ascii_digit());
+        && all_digits(ts, [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]);
     if !shape_ok {
         return None;
     }
@@ -203,7 +212,7 @@ fn rfc3339_len(ts: &[u8]) -> Option<usize> {
         b'Z' | b'z' => Some(i + 1),
         b'+' | b'-' => {
             let off = ts.get(i + 1..i + 6)?;
-            let ok = off[2] == b':' && [0, 1, 3, 4].iter().all(|&k| off[k].is_ascii_digit());
+            let ok = off[2] == b':' && all_digits(off, [0, 1, 3, 4]);
             ok.then_some(i + 6)
         }
         _ => None,
@@ -304,19 +313,18 @@ fn skip_structured_data(rest: &[u8], mut i: usize) -> Result<usize, FrameError> 
 /// `i`, or just past a UTF-8 byte order mark at `i`: RFC 5424 allows one
 /// before the message, and relays keep it when they re-frame as RFC 3164.
 fn skip_bom(s: &[u8], i: usize) -> usize {
-    if s.get(i..i + 3) == Some(b"\xEF\xBB\xBF") {
-        i + 3
-    } else {
-        i
+    match s.get(i..i + 3) {
+        Some([0xEF, 0xBB, 0xBF]) => i + 3,
+        _ => i,
     }
 }
 
 /// The offset of the first byte at or after `i` that is not a space.
-fn skip_spaces(s: &[u8], i: usize) -> usize {
-    i + s[i.min(s.len())..]
-        .iter()
-        .take_while(|&&b| b == b' ')
-        .count()
+fn skip_spaces(s: &[u8], mut i: usize) -> usize {
+    while s.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    i
 }
 
 #[cfg(test)]
