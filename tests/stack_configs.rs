@@ -2,12 +2,14 @@
 //! template renders and passes `nginx -t`, Prometheus's config, rules and
 //! rule tests pass `promtool`, `docker-compose config` accepts the compose
 //! file, the Grafana dashboard and the alert rules only query metrics that
-//! poolwatch exports, and `.env.example` and `docker-compose.yml` carry
-//! every poolwatch setting with its default.
+//! poolwatch exports, the Grafana files match Grafana's published schema,
+//! and `.env.example` and `docker-compose.yml` carry every poolwatch
+//! setting with its default.
 //!
-//! Needs nginx, `promtool` (Debian's `prometheus` package) and
-//! `docker-compose` (Debian's `docker-compose` package); `scripts/test`
-//! installs them.
+//! Needs nginx, `promtool` (Debian's `prometheus` package),
+//! `docker-compose` (Debian's `docker-compose` package) and Node.js with
+//! `grafana/schema-check`'s packages; `scripts/test` installs them. The
+//! stack itself runs in `tests/stack_docker.rs`.
 
 mod common;
 
@@ -17,6 +19,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::dashboard;
 use common::poolwatch::{Poolwatch, poolwatch_bin};
 use common::{free_port_tcp, nginx_bin, unique_temp_path};
 
@@ -364,6 +367,254 @@ fn compose_file_is_valid_with_env_example_and_without_env() {
     }
 }
 
+/// `docker-compose config` with `.env.example` and `vars` set in its
+/// environment (which wins over the file, as for a user's shell).
+fn compose_config(vars: &[(&str, &str)]) -> String {
+    let compose = tool("docker-compose", "docker-compose");
+    run_ok(
+        command(&compose)
+            .args([
+                "-f",
+                "docker-compose.yml",
+                "--env-file",
+                ".env.example",
+                "config",
+            ])
+            .envs(vars.iter().copied()),
+    )
+}
+
+/// `key: value` directly under the block at `path` of `yaml`.
+fn yaml_value(yaml: &str, path: &[&str], key: &str) -> Option<String> {
+    let block = yaml_block(yaml, path)?;
+    let level = block.lines().filter(|l| is_content(l)).map(indent).min()?;
+    block.lines().find_map(|l| {
+        (indent(l) == level)
+            .then(|| l.trim().strip_prefix(&format!("{key}: ")))
+            .flatten()
+            .map(|v| v.trim().trim_matches('"').trim_matches('\'').to_owned())
+    })
+}
+
+/// The pools run BLUE_IMAGE and GREEN_IMAGE as they are: only the watcher
+/// builds, and it tags its build `poolwatch:local`, so `up --build` can
+/// never overwrite a release image. The watcher comes first, so that
+/// docker-compose v1 (which goes through services in file order) has
+/// built `poolwatch:local` before the pools look for it.
+#[test]
+fn compose_builds_only_the_watcher_and_runs_release_images_as_they_are() {
+    let release = "registry.example.com/shop/app:2.4.1";
+    for (blue, green) in [("poolwatch:local", "poolwatch:local"), (release, release)] {
+        let resolved = compose_config(&[("BLUE_IMAGE", blue), ("GREEN_IMAGE", green)]);
+        let services = yaml_block(&resolved, &["services"]).expect("services");
+        for (service, image) in [("app_blue", blue), ("app_green", green)] {
+            assert_eq!(
+                yaml_value(&services, &[service], "image").as_deref(),
+                Some(image),
+                "{service}"
+            );
+            assert!(
+                yaml_block(&services, &[service, "build"]).is_none(),
+                "{service} has a build section: a build would be tagged {image}"
+            );
+        }
+        assert_eq!(
+            yaml_value(&services, &["watcher"], "image").as_deref(),
+            Some("poolwatch:local")
+        );
+        assert!(yaml_block(&services, &["watcher", "build"]).is_some());
+    }
+    let compose = tool("docker-compose", "docker-compose");
+    let order = run_ok(command(&compose).args([
+        "-f",
+        "docker-compose.yml",
+        "--env-file",
+        ".env.example",
+        "config",
+        "--services",
+    ]));
+    let order: Vec<&str> = order.lines().collect();
+    let pos = |s: &str| order.iter().position(|o| *o == s).unwrap();
+    assert!(
+        pos("watcher") < pos("app_blue") && pos("watcher") < pos("app_green"),
+        "{order:?}"
+    );
+}
+
+/// Every image is a setting with today's image as its default, and the
+/// Dockerfile's base images are build arguments whose defaults are the
+/// official images, passed from the same settings.
+#[test]
+fn images_are_settings_defaulting_to_the_official_images() {
+    let env = env_example();
+    let defaults = [
+        ("NGINX_IMAGE", "nginx", "nginx:1.27"),
+        ("PROMETHEUS_IMAGE", "prometheus", "prom/prometheus:v2.53.0"),
+        ("GRAFANA_IMAGE", "grafana", "grafana/grafana:11.2.0"),
+    ];
+    let resolved = compose_config(&[]);
+    let default_services = yaml_block(&resolved, &["services"]).expect("services");
+    let services = &default_services;
+    for (var, service, image) in defaults {
+        assert_eq!(env.value(var), Some(image), ".env.example {var}");
+        assert_eq!(
+            yaml_value(services, &[service], "image").as_deref(),
+            Some(image)
+        );
+    }
+    let local = [
+        ("NGINX_IMAGE", "poolwatch-local/nginx:bookworm"),
+        ("PROMETHEUS_IMAGE", "poolwatch-local/prometheus:bookworm"),
+        (
+            "GRAFANA_IMAGE",
+            "poolwatch-local/grafana-placeholder:bookworm",
+        ),
+        ("RUST_IMAGE", "poolwatch-local/rust:1.95.0-bookworm"),
+        ("RUNTIME_IMAGE", "poolwatch-local/debian:bookworm-slim"),
+    ];
+    let resolved = compose_config(&local);
+    let services = yaml_block(&resolved, &["services"]).expect("services");
+    for ((_, image), service) in local.iter().zip(["nginx", "prometheus", "grafana"]) {
+        assert_eq!(
+            yaml_value(&services, &[service], "image").as_deref(),
+            Some(*image)
+        );
+    }
+
+    let dockerfile = read("Dockerfile");
+    for (arg, image) in [
+        ("RUST_IMAGE", "rust:1-bookworm"),
+        ("RUNTIME_IMAGE", "debian:bookworm-slim"),
+    ] {
+        assert!(
+            dockerfile.contains(&format!("\nARG {arg}={image}\n")),
+            "Dockerfile: ARG {arg}={image}"
+        );
+        assert!(
+            dockerfile.contains(&format!("\nFROM ${{{arg}}}")),
+            "Dockerfile: FROM ${{{arg}}}"
+        );
+        assert_eq!(env.value(arg), Some(image), ".env.example {arg}");
+        assert_eq!(
+            yaml_value(&default_services, &["watcher", "build", "args"], arg).as_deref(),
+            Some(image),
+            "compose passes {arg}"
+        );
+        let overridden = yaml_block(&resolved, &["services"]).unwrap();
+        let want = local.iter().find(|(v, _)| *v == arg).unwrap().1;
+        assert_eq!(
+            yaml_value(&overridden, &["watcher", "build", "args"], arg).as_deref(),
+            Some(want),
+            "compose passes {arg} from the environment"
+        );
+    }
+}
+
+/// What the Dockerfile copies is in the build context, and it holds the
+/// file of every target the manifest declares: cargo refuses a manifest
+/// whose targets are missing (the image once failed for two benches).
+#[test]
+fn docker_build_context_holds_every_target_the_manifest_declares() {
+    let ignore = read(".dockerignore");
+    let allowed: Vec<&str> = ignore
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('!'))
+        .collect();
+    assert!(
+        ignore.lines().any(|l| l.trim() == "*"),
+        ".dockerignore should exclude everything it does not list"
+    );
+    let in_context = |path: &str| {
+        allowed
+            .iter()
+            .any(|a| path == *a || path.starts_with(&format!("{a}/")))
+    };
+    let dockerfile = read("Dockerfile");
+    let copied: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .filter(|l| !l.starts_with("--from"))
+        .flat_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words[..words.len() - 1].to_vec()
+        })
+        .collect();
+    assert!(copied.contains(&"src"), "{copied:?}");
+    for path in &copied {
+        assert!(
+            in_context(path),
+            "the Dockerfile copies {path}, which .dockerignore leaves out"
+        );
+        assert!(
+            repo().join(path).exists(),
+            "the Dockerfile copies {path}, which does not exist"
+        );
+    }
+    let out = run_ok(
+        command(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ]),
+    );
+    let meta: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let targets = meta["packages"][0]["targets"].as_array().unwrap();
+    let root = repo().canonicalize().unwrap();
+    for t in targets {
+        let kinds = t["kind"].to_string();
+        if kinds.contains("test") || kinds.contains("example") {
+            // Found by directory, only when present; never required.
+            continue;
+        }
+        let src = Path::new(t["src_path"].as_str().unwrap());
+        let rel = src
+            .strip_prefix(&root)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            copied
+                .iter()
+                .any(|c| rel == *c || rel.starts_with(&format!("{c}/"))),
+            "target {} ({rel}) is not copied into the build",
+            t["name"]
+        );
+        assert!(
+            in_context(&rel),
+            "target {} ({rel}) is not in the build context",
+            t["name"]
+        );
+    }
+}
+
+/// The watcher gets the whole receive buffer it asks for: SO_RCVBUFFORCE
+/// needs CAP_NET_ADMIN, which Docker grants to root only; nothing else.
+#[test]
+fn compose_watcher_may_force_its_receive_buffer_and_nothing_more() {
+    let compose = read("docker-compose.yml");
+    let services = yaml_block(&compose, &["services"]).unwrap();
+    let watcher = yaml_block(&services, &["watcher"]).unwrap();
+    for line in [
+        "user: root",
+        "cap_drop: [ALL]",
+        "cap_add: [NET_ADMIN]",
+        "read_only: true",
+    ] {
+        assert!(
+            watcher.lines().any(|l| l.trim() == line),
+            "watcher lacks `{line}`"
+        );
+    }
+    assert!(watcher.contains("no-new-privileges:true"), "{watcher}");
+    for service in ["app_blue", "app_green", "nginx", "prometheus", "grafana"] {
+        let block = yaml_block(&services, &[service]).unwrap();
+        assert!(!block.contains("cap_add"), "{service} adds capabilities");
+    }
+}
+
 /// Bind mounts name files of the repository, never generated or ignored
 /// ones: the stack runs from a fresh clone.
 #[test]
@@ -392,21 +643,6 @@ fn compose_bind_mounts_are_repository_files() {
 
 // ---- Grafana --------------------------------------------------------------
 
-/// Every panel that is not a row, panels nested in rows included.
-fn dashboard_panels(panels: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
-    for p in panels.as_array().into_iter().flatten() {
-        if p["type"] != "row" {
-            out.push(p.clone());
-        }
-        dashboard_panels(&p["panels"], out);
-    }
-}
-
-fn dashboard() -> serde_json::Value {
-    serde_json::from_str(&read("grafana/dashboards/poolwatch.json"))
-        .expect("grafana/dashboards/poolwatch.json is JSON")
-}
-
 #[test]
 fn dashboard_panels_have_a_datasource_and_runnable_queries() {
     let provisioned = read("grafana/provisioning/datasources/prometheus.yml");
@@ -416,8 +652,7 @@ fn dashboard_panels_have_a_datasource_and_runnable_queries() {
         .map(|v| v.trim().trim_matches('"').to_owned())
         .expect("the provisioned datasource has a uid");
 
-    let mut panels = Vec::new();
-    dashboard_panels(&dashboard()["panels"], &mut panels);
+    let panels = dashboard::panels();
     assert!(panels.len() >= 10, "only {} panels", panels.len());
     for p in &panels {
         let title = p["title"].as_str().unwrap_or("(untitled)");
@@ -457,6 +692,107 @@ fn dashboard_panels_have_a_datasource_and_runnable_queries() {
     );
 }
 
+/// `node grafana/schema-check/check.mjs` on `grafana_dir` (a copy of
+/// grafana/), or on the repository's own files.
+fn grafana_schema_check(grafana_dir: Option<&Path>) -> Output {
+    let modules = repo().join("grafana/schema-check/node_modules");
+    assert!(
+        modules.is_dir(),
+        "{} is missing: run `npm ci --prefix grafana/schema-check` (scripts/test does)",
+        modules.display()
+    );
+    let node = tool("node", "nodejs");
+    let mut cmd = command(node);
+    cmd.arg("grafana/schema-check/check.mjs");
+    if let Some(dir) = grafana_dir {
+        cmd.env("GRAFANA_DIR", dir);
+    }
+    run(&mut cmd)
+}
+
+/// The dashboard against Grafana's published schema (@grafana/schema at
+/// the stack's Grafana version) and the provisioning files against the
+/// fields Grafana documents; see grafana/schema-check/check.mjs.
+#[test]
+fn grafana_files_match_grafanas_published_schema() {
+    let out = grafana_schema_check(None);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("match @grafana/schema"),
+        "{}",
+        describe(&out)
+    );
+}
+
+/// The same check fails on a dashboard and a data source with the kinds
+/// of mistake it exists to catch, naming each.
+#[test]
+fn grafana_schema_check_rejects_broken_files() {
+    let dir = unique_temp_path("poolwatch-grafana-broken");
+    for sub in [
+        "dashboards",
+        "provisioning/datasources",
+        "provisioning/dashboards",
+    ] {
+        fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let mut dash = dashboard::dashboard();
+    let panels = dash["panels"].as_array_mut().expect("panels");
+    let stat = panels
+        .iter_mut()
+        .find(|p| p["type"] == "stat")
+        .expect("a stat panel");
+    // A value outside the plugin's enum.
+    stat["options"]["colorMode"] = "purple".into();
+    // A misspelt panel field (on another panel: the compiler reports one
+    // mistake per object).
+    let timeline = panels
+        .iter_mut()
+        .find(|p| p["type"] == "state-timeline")
+        .expect("a state-timeline panel");
+    timeline["gridpos"] = timeline["gridPos"].clone();
+    let series = panels
+        .iter_mut()
+        .find(|p| p["type"] == "timeseries")
+        .expect("a timeseries panel");
+    // A query without its refId, and a number where the schema has a string.
+    series["targets"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("refId");
+    dash["refresh"] = 10.into();
+    fs::write(
+        dir.join("dashboards/poolwatch.json"),
+        serde_json::to_string_pretty(&dash).unwrap(),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("provisioning/datasources/prometheus.yml"),
+        read("grafana/provisioning/datasources/prometheus.yml")
+            .replace("access: proxy", "access: proxied"),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("provisioning/dashboards/poolwatch.yml"),
+        read("grafana/provisioning/dashboards/poolwatch.yml"),
+    )
+    .unwrap();
+
+    let out = grafana_schema_check(Some(&dir));
+    let _ = fs::remove_dir_all(&dir);
+    let text = describe(&out);
+    assert!(!out.status.success(), "broken files passed: {text}");
+    for needle in [
+        "\"purple\"",
+        "'\"gridpos\"' does not exist",
+        "'refId' is missing",
+        "Type 'number' is not assignable to type 'string'",
+        "\"proxied\"",
+    ] {
+        assert!(text.contains(needle), "no error about {needle}: {text}");
+    }
+}
+
 /// `poolwatch_…` names in `text`.
 fn metric_names(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -493,14 +829,7 @@ fn dashboard_and_alert_rules_use_only_metrics_poolwatch_exports() {
         "{exported:?}"
     );
 
-    let mut exprs = Vec::new();
-    let mut panels = Vec::new();
-    dashboard_panels(&dashboard()["panels"], &mut panels);
-    for p in &panels {
-        for t in p["targets"].as_array().into_iter().flatten() {
-            exprs.push(t["expr"].as_str().unwrap_or("").to_owned());
-        }
-    }
+    let exprs: Vec<String> = dashboard::queries().into_iter().map(|q| q.expr).collect();
     let used_by_dashboard = metric_names(&exprs.join("\n"));
     let used_by_rules = metric_names(&read("prometheus/alerts.yml"));
     for (what, used) in [

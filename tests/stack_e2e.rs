@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::dashboard;
 use common::poolwatch::{Poolwatch, poolwatch_bin};
 use common::webhook::Webhook;
 use common::{
@@ -67,16 +68,7 @@ impl Prometheus {
 
     /// Instant query; returns the `data.result` array.
     fn query(&self, expr: &str) -> Result<Vec<serde_json::Value>, String> {
-        let path = format!("/api/v1/query?query={}", percent_encode(expr));
-        let (status, _, body) =
-            try_http_request("GET", &self.addr, &path, b"", Duration::from_secs(5))
-                .map_err(|e| e.to_string())?;
-        let v: serde_json::Value =
-            serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-        if status != 200 || v["status"] != "success" {
-            return Err(body);
-        }
-        Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+        dashboard::prometheus_query(&self.addr, expr)
     }
 }
 
@@ -86,40 +78,6 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Every `expr` in the dashboard, panels nested in rows included.
-fn dashboard_exprs() -> Vec<(String, String)> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/grafana/dashboards/poolwatch.json"
-    );
-    let dash: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mut out = Vec::new();
-    fn walk(panels: &serde_json::Value, out: &mut Vec<(String, String)>) {
-        for p in panels.as_array().into_iter().flatten() {
-            for t in p["targets"].as_array().into_iter().flatten() {
-                if let Some(e) = t["expr"].as_str() {
-                    out.push((p["title"].as_str().unwrap_or("").to_string(), e.to_string()));
-                }
-            }
-            walk(&p["panels"], out);
-        }
-    }
-    walk(&dash["panels"], &mut out);
-    out
 }
 
 fn texts(hook: &Webhook) -> Vec<String> {
@@ -281,14 +239,14 @@ fn the_stack_fails_over_switches_and_feeds_the_dashboard() {
     assert_eq!(hook.violations(), Vec::<String>::new());
 
     // Every dashboard query returns data from the real Prometheus.
-    let exprs = dashboard_exprs();
-    assert!(exprs.len() >= 10, "{exprs:?}");
+    let queries = dashboard::queries();
+    assert!(queries.len() >= 10, "{queries:?}");
     let mut empty = Vec::new();
     assert!(
         wait_until(Duration::from_secs(15), || {
-            empty = exprs
+            empty = queries
                 .iter()
-                .filter(|(_, e)| prom.query(e).map(|r| r.is_empty()).unwrap_or(true))
+                .filter(|q| prom.query(&q.expr).map(|r| r.is_empty()).unwrap_or(true))
                 .cloned()
                 .collect();
             empty.is_empty()
