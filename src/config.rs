@@ -17,6 +17,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::alert::delivery::{DeliveryConfig, Secret, check_webhook_url};
+use crate::ingest::allow::AllowList;
 use crate::pipeline::PipelineConfig;
 use crate::pools::PoolSet;
 use crate::rules::RulesConfig;
@@ -125,6 +126,21 @@ pub struct ReceiverArgs {
         default_value = "0.0.0.0:9514"
     )]
     pub http_listen: SocketAddr,
+
+    /// Networks nginx sends from, comma-separated CIDRs or addresses, such
+    /// as `172.28.0.0/16,fd00::/8`. UDP datagrams from any other source are
+    /// counted (poolwatch_ingest_rejected_total{reason="source"}) and
+    /// dropped unread; IPv4 senders match IPv4 networks on an IPv6 listener
+    /// too. Unset, every source is accepted (with a warning at start-up
+    /// unless UDP_LISTEN is a loopback address). Source addresses can be
+    /// forged: a firewall comes first. The unix socket is not affected.
+    #[arg(
+        long,
+        env = "ALLOW_FROM",
+        value_name = "ALLOW_FROM",
+        value_parser = parse_allow_from
+    )]
+    pub allow_from: Option<AllowList>,
 }
 
 /// How requests are attributed and windowed; shared by `run` and `replay`.
@@ -516,6 +532,10 @@ pub struct ReplayArgs {
     pub json: bool,
 }
 
+fn parse_allow_from(s: &str) -> Result<AllowList, String> {
+    s.parse()
+}
+
 /// A byte count given as `8MiB`, `512KiB`, `4M` or plain bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ByteSize(pub u64);
@@ -707,6 +727,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("RECV_BUFFER") && err.contains("8MiB"), "{err}");
+        let err = Cli::try_parse_from(["poolwatch", "--allow-from", "nginx"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ALLOW_FROM") && err.contains("accepted: comma-separated"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn allow_from_is_optional_and_parsed() {
+        let cli = Cli::try_parse_from(["poolwatch"]).unwrap();
+        assert!(cli.receiver.allow_from.is_none());
+        let cli = Cli::try_parse_from(["poolwatch", "--allow-from", "10.0.0.0/8, ::1"]).unwrap();
+        let list = cli.receiver.allow_from.unwrap();
+        assert!(list.permits("10.1.2.3".parse().unwrap()));
+        assert!(!list.permits("11.1.2.3".parse().unwrap()));
     }
 
     #[test]

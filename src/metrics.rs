@@ -26,7 +26,10 @@ use metrics_exporter_prometheus::{
 };
 
 use crate::ingest::kernel_drops;
-use crate::pipeline::{DURATION_BUCKETS, Histogram, MALFORMED_REASONS, STATUS_CLASSES, Totals};
+use crate::pipeline::{
+    DURATION_BUCKETS, DURATION_FIELDS, Histogram, MALFORMED_REASONS, REJECTED_REASONS,
+    STATUS_CLASSES, Totals,
+};
 use crate::pools::PoolSet;
 use crate::state::Shared;
 use crate::upstream::Outcome;
@@ -46,7 +49,11 @@ struct Handles {
     datagrams: Counter,
     bytes: Counter,
     malformed: Vec<Counter>,
+    rejected: Vec<Counter>,
     invalid_utf8: Counter,
+    invalid_durations: Vec<Counter>,
+    address_conflicts: Counter,
+    address_moves: Counter,
     kernel_drops: Counter,
     socket_queue: Gauge,
     no_live_upstream: Counter,
@@ -113,7 +120,15 @@ impl Exporter {
         for (c, v) in h.malformed.iter().zip(totals.malformed) {
             c.absolute(v);
         }
+        for (c, v) in h.rejected.iter().zip(totals.rejected) {
+            c.absolute(v);
+        }
         h.invalid_utf8.absolute(totals.invalid_utf8);
+        for (c, v) in h.invalid_durations.iter().zip(totals.invalid_durations) {
+            c.absolute(v);
+        }
+        h.address_conflicts.absolute(totals.address_conflicts);
+        h.address_moves.absolute(totals.address_moves);
         h.no_live_upstream.absolute(totals.no_live_upstream);
         for (pool, row) in h.requests.iter().enumerate() {
             for (c, v) in row.iter().flatten().zip(totals.requests[pool]) {
@@ -205,8 +220,24 @@ fn register(pools: &PoolSet) -> Handles {
         "Datagrams skipped, by reason."
     );
     describe_counter!(
+        "poolwatch_ingest_rejected_total",
+        "Datagrams dropped unread, by reason (source: not from ALLOW_FROM)."
+    );
+    describe_counter!(
         "poolwatch_ingest_invalid_utf8_total",
         "Access log lines holding invalid UTF-8, repaired and counted as requests."
+    );
+    describe_counter!(
+        "poolwatch_ingest_invalid_durations_total",
+        "Requests whose duration field was negative, not a number or over a day: ignored for latency, the request still counted."
+    );
+    describe_counter!(
+        "poolwatch_address_conflicts_total",
+        "Responses that named another pool than the one their server belongs to."
+    );
+    describe_counter!(
+        "poolwatch_address_moves_total",
+        "Learned servers moved to another pool after their latest responses all named it."
     );
     describe_counter!(
         "poolwatch_ingest_kernel_drops_total",
@@ -252,7 +283,17 @@ fn register(pools: &PoolSet) -> Handles {
             .iter()
             .map(|r| counter!("poolwatch_ingest_malformed_total", "reason" => *r))
             .collect(),
+        rejected: REJECTED_REASONS
+            .iter()
+            .map(|r| counter!("poolwatch_ingest_rejected_total", "reason" => *r))
+            .collect(),
         invalid_utf8: counter!("poolwatch_ingest_invalid_utf8_total"),
+        invalid_durations: DURATION_FIELDS
+            .iter()
+            .map(|f| counter!("poolwatch_ingest_invalid_durations_total", "field" => *f))
+            .collect(),
+        address_conflicts: counter!("poolwatch_address_conflicts_total"),
+        address_moves: counter!("poolwatch_address_moves_total"),
         kernel_drops: counter!("poolwatch_ingest_kernel_drops_total"),
         socket_queue: gauge!("poolwatch_ingest_socket_queue_bytes"),
         no_live_upstream: counter!("poolwatch_no_live_upstream_total"),
@@ -363,7 +404,7 @@ fn render_window_latency(out: &mut String, pools: &PoolSet, stats: &[WindowStats
         let _ = writeln!(
             out,
             "{WINDOW_LATENCY}_count{{pool=\"{pool}\"}} {}",
-            s.sums.requests
+            s.latency_count
         );
     }
 }

@@ -7,14 +7,14 @@
 //! updates them under one lock taken per batch, and the exporter copies them
 //! out on scrape. No atomics, hashing or allocation per datagram.
 
-use crate::pools::{AddrMap, PoolId, PoolSet};
+use crate::pools::{self, AddrMap, Learned, PoolId, PoolSet};
 use crate::record::{AccessRecord, DecodeError, Decoder};
 use crate::syslog::{self, FrameError};
 use crate::upstream::{self, Outcome};
 use crate::window::{self, Observation, PoolWindows, ServingRing};
 
 /// Reasons a datagram is skipped, in `reason` label order.
-pub const MALFORMED_REASONS: [&str; 8] = [
+pub const MALFORMED_REASONS: [&str; 9] = [
     "empty",
     "bad_syslog_pri",
     "bad_syslog_header",
@@ -23,7 +23,19 @@ pub const MALFORMED_REASONS: [&str; 8] = [
     "missing_status",
     "bad_status",
     "truncated",
+    "too_many_attempts",
 ];
+
+/// Reasons a datagram is dropped unread, in `reason` label order.
+pub const REJECTED_REASONS: [&str; 1] = ["source"];
+
+/// Duration fields checked before use, in `field` label order.
+pub const DURATION_FIELDS: [&str; 2] = ["request_time", "upstream_response_time"];
+
+/// Longest duration taken for real, in seconds: a day. Anything longer,
+/// negative or not a number is no request's duration, and one such value
+/// would turn a histogram's sum into `+Inf` for good.
+pub const MAX_DURATION_SECS: f64 = 86_400.0;
 
 /// A skipped datagram and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +43,9 @@ pub struct Malformed(pub &'static str);
 
 impl Malformed {
     pub const TRUNCATED: Malformed = Malformed("truncated");
+    /// More upstream attempts than any real nginx logs
+    /// ([`upstream::MAX_ATTEMPTS`]).
+    pub const TOO_MANY_ATTEMPTS: Malformed = Malformed("too_many_attempts");
 
     fn index(self) -> usize {
         MALFORMED_REASONS
@@ -86,7 +101,16 @@ pub struct Totals {
     pub datagrams: u64,
     pub bytes: u64,
     pub malformed: [u64; MALFORMED_REASONS.len()],
+    pub rejected: [u64; REJECTED_REASONS.len()],
     pub invalid_utf8: u64,
+    /// Durations ignored as impossible, by [`DURATION_FIELDS`]; the
+    /// requests themselves still count.
+    pub invalid_durations: [u64; DURATION_FIELDS.len()],
+    /// Responses that named another pool than the one their server is
+    /// known in (learned or pinned).
+    pub address_conflicts: u64,
+    /// Learned servers moved to another pool on sustained evidence.
+    pub address_moves: u64,
     pub no_live_upstream: u64,
     /// `[pool][status class]`, pool = serving pool.
     pub requests: Vec<[u64; 5]>,
@@ -106,7 +130,11 @@ impl Totals {
             datagrams: 0,
             bytes: 0,
             malformed: [0; MALFORMED_REASONS.len()],
+            rejected: [0; REJECTED_REASONS.len()],
             invalid_utf8: 0,
+            invalid_durations: [0; DURATION_FIELDS.len()],
+            address_conflicts: 0,
+            address_moves: 0,
             no_live_upstream: 0,
             requests: vec![[0; 5]; pools],
             attempts: vec![[0; Outcome::ALL.len()]; pools],
@@ -127,12 +155,29 @@ impl Totals {
 
     /// Malformed datagrams by reason, the reasons that occurred only.
     pub fn malformed_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        MALFORMED_REASONS
-            .iter()
-            .zip(self.malformed)
-            .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| (*r, n))
+        occurred(&MALFORMED_REASONS, &self.malformed)
     }
+
+    /// Rejected datagrams by reason, the reasons that occurred only.
+    pub fn rejected_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        occurred(&REJECTED_REASONS, &self.rejected)
+    }
+
+    /// Ignored durations by field, the fields that had any only.
+    pub fn invalid_durations_by_field(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        occurred(&DURATION_FIELDS, &self.invalid_durations)
+    }
+}
+
+fn occurred<'a>(
+    labels: &'a [&'static str],
+    counts: &'a [u64],
+) -> impl Iterator<Item = (&'static str, u64)> + 'a {
+    labels
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| (*r, *n))
 }
 
 /// Window sizes and known names, fixed at start-up.
@@ -211,11 +256,19 @@ impl Pipeline {
 
     /// Count a datagram the socket delivered cut short (it never happens with
     /// 64 KiB buffers, but a smaller `--recv-buffer`-style setting or a
-    /// hostile sender must not be mistaken for a request).
-    pub fn count_truncated(&mut self, len: usize) {
+    /// hostile sender must not be mistaken for a request), or a replayed
+    /// line longer than any datagram.
+    pub fn count_truncated(&mut self, len: u64) {
+        self.totals.datagrams += 1;
+        self.totals.bytes += len;
+        self.totals.malformed[Malformed::TRUNCATED.index()] += 1;
+    }
+
+    /// Count a datagram from a source outside the allowlist, dropped unread.
+    pub fn count_rejected_source(&mut self, len: usize) {
         self.totals.datagrams += 1;
         self.totals.bytes += len as u64;
-        self.totals.malformed[Malformed::TRUNCATED.index()] += 1;
+        self.totals.rejected[0] += 1;
     }
 
     fn process_inner(
@@ -228,6 +281,9 @@ impl Pipeline {
         let frame = syslog::parse(&buf[..len])?;
         let msg_len = frame.msg.end - frame.msg.start;
         let record = decoder.decode(&mut buf[frame.msg.start..], msg_len)?;
+        if upstream::too_many_attempts(record.upstream_addr) {
+            return Err(Malformed::TOO_MANY_ATTEMPTS);
+        }
         let now = clock(&record);
         self.apply(&record, now);
         Ok(())
@@ -249,15 +305,24 @@ impl Pipeline {
         };
         let unknown = self.pools.unknown();
         let class = usize::from(r.status / 100).clamp(1, 5) - 1;
-        let seconds = r.request_time.unwrap_or(0.0);
+        // NaN (logged but unreadable) fails the range check too.
+        let seconds = r.request_time.filter(|s| {
+            let ok = (0.0..=MAX_DURATION_SECS).contains(s);
+            t.invalid_durations[0] += u64::from(!ok);
+            ok
+        });
+        if !upstream::response_times_plausible(r.upstream_response_time) {
+            t.invalid_durations[1] += 1;
+        }
         let final_obs = Observation {
             flags: window::FINAL
                 | if r.status >= 500 {
                     window::CLIENT_5XX
                 } else {
                     0
-                },
-            latency_us: (seconds * 1e6).min(f64::from(u32::MAX)) as u32,
+                }
+                | if seconds.is_some() { window::TIMED } else { 0 },
+            latency_us: seconds.map_or(0, |s| (s * 1e6).min(f64::from(u32::MAX)) as u32),
         };
 
         let mut first_pool = None;
@@ -282,8 +347,27 @@ impl Pipeline {
             // try) teaches us its server's pool.
             let answered = matches!(a.outcome, Outcome::Success | Outcome::Error5xx);
             let pool = if last && answered && serving < self.pools.none() {
-                self.addrs.learn(a.addr, serving);
-                serving
+                match self.addrs.learn(a.addr, serving) {
+                    // A full map remembers nothing new, but this response
+                    // still names its pool.
+                    Learned::New | Learned::Same | Learned::Full => serving,
+                    Learned::Conflict { pool } => {
+                        t.address_conflicts += 1;
+                        pool
+                    }
+                    Learned::Moved { from } => {
+                        t.address_conflicts += 1;
+                        t.address_moves += 1;
+                        tracing::warn!(
+                            server = a.addr,
+                            from = self.pools.label(from),
+                            to = self.pools.label(serving),
+                            responses = pools::MOVE_AFTER,
+                            "server moved to another pool: its latest responses all named the new one"
+                        );
+                        serving
+                    }
+                }
             } else {
                 self.addrs.lookup(a.addr).unwrap_or(unknown)
             };
@@ -321,7 +405,9 @@ impl Pipeline {
             }
         }
         t.requests[serving][class] += 1;
-        t.durations[serving].observe(seconds);
+        if let Some(s) = seconds {
+            t.durations[serving].observe(s);
+        }
         if serving < self.pools.none() {
             self.serving.push(serving);
             let release = &mut self.releases[serving];

@@ -10,6 +10,12 @@
 //! responses that carry their pool, or given (`POOL_ADDRS`); it is a small
 //! vector searched linearly, which beats hashing for the handful of servers a
 //! pair of pools has, and it is capped so hostile input cannot grow it.
+//!
+//! Once learned, a server stays in its pool until [`MOVE_AFTER`] responses
+//! in a row name another one: a container re-created with a reused address
+//! gets there within a second of traffic, a forged datagram or a few never
+//! do. Every response that disagrees is reported as a conflict; pinned
+//! (`POOL_ADDRS`) servers never move.
 
 /// Index of a pool label: known pools first, then [`PoolSet::other`],
 /// [`PoolSet::none`], [`PoolSet::unknown`].
@@ -17,6 +23,10 @@ pub type PoolId = usize;
 
 /// Most server addresses remembered; past this, new addresses stay `unknown`.
 pub const MAX_ADDRS: usize = 256;
+
+/// Responses in a row that must name another pool before a learned server
+/// moves to it.
+pub const MOVE_AFTER: u32 = 20;
 
 /// The pool labels in force.
 #[derive(Debug, Clone)]
@@ -100,6 +110,24 @@ struct Entry {
     addr: Box<str>,
     pool: PoolId,
     source: Source,
+    /// Another pool the latest responses named, and how many in a row.
+    claim: Option<(PoolId, u32)>,
+}
+
+/// What [`AddrMap::learn`] made of a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// A server not seen before, now in the pool named.
+    New,
+    /// The pool it was already in.
+    Same,
+    /// Another pool than its own, which it keeps.
+    Conflict { pool: PoolId },
+    /// Another pool, named by the last [`MOVE_AFTER`] responses in a row:
+    /// it has moved there from `from`.
+    Moved { from: PoolId },
+    /// A server not seen before, but the map is full: it stays unknown.
+    Full,
 }
 
 /// Server address → pool.
@@ -118,6 +146,7 @@ impl AddrMap {
                     addr: addr.into(),
                     pool,
                     source: Source::Configured,
+                    claim: None,
                 })
                 .collect(),
             full_warned: false,
@@ -131,14 +160,30 @@ impl AddrMap {
             .map(|e| e.pool)
     }
 
-    /// Remember that `addr` answered as `pool`. A learned address that moves
-    /// to another pool (a container re-created with a reused IP) follows it.
-    pub fn learn(&mut self, addr: &str, pool: PoolId) {
+    /// Take note that `addr` answered as `pool`. A learned address follows
+    /// only a pool that [`MOVE_AFTER`] responses in a row name (a container
+    /// re-created with a reused IP); a pinned one never moves.
+    pub fn learn(&mut self, addr: &str, pool: PoolId) -> Learned {
         if let Some(e) = self.entries.iter_mut().find(|e| &*e.addr == addr) {
-            if e.source == Source::Learned {
-                e.pool = pool;
+            if e.pool == pool {
+                e.claim = None;
+                return Learned::Same;
             }
-            return;
+            if e.source == Source::Configured {
+                return Learned::Conflict { pool: e.pool };
+            }
+            let n = match e.claim {
+                Some((claimed, n)) if claimed == pool => n + 1,
+                _ => 1,
+            };
+            if n < MOVE_AFTER {
+                e.claim = Some((pool, n));
+                return Learned::Conflict { pool: e.pool };
+            }
+            let from = e.pool;
+            e.pool = pool;
+            e.claim = None;
+            return Learned::Moved { from };
         }
         if self.entries.len() >= MAX_ADDRS {
             if !self.full_warned {
@@ -148,13 +193,15 @@ impl AddrMap {
                     "address map is full; attempts at further servers count as pool=\"unknown\""
                 );
             }
-            return;
+            return Learned::Full;
         }
         self.entries.push(Entry {
             addr: addr.into(),
             pool,
             source: Source::Learned,
+            claim: None,
         });
+        Learned::New
     }
 
     /// `(address, pool id, source)` for `/state`.
@@ -191,22 +238,51 @@ mod tests {
     }
 
     #[test]
-    fn learned_addresses_follow_configured_ones_stay() {
+    fn configured_addresses_never_move() {
         let mut m = AddrMap::with_configured([("10.0.0.2:3000".to_string(), 0)]);
-        m.learn("10.0.0.2:3000", 1);
+        for _ in 0..10 * MOVE_AFTER {
+            assert_eq!(m.learn("10.0.0.2:3000", 1), Learned::Conflict { pool: 0 });
+        }
         assert_eq!(m.lookup("10.0.0.2:3000"), Some(0));
-        m.learn("10.0.0.3:3000", 1);
-        assert_eq!(m.lookup("10.0.0.3:3000"), Some(1));
-        m.learn("10.0.0.3:3000", 0);
-        assert_eq!(m.lookup("10.0.0.3:3000"), Some(0));
         assert_eq!(m.lookup("10.0.0.4:3000"), None);
+    }
+
+    #[test]
+    fn learned_addresses_move_only_on_sustained_evidence() {
+        let mut m = AddrMap::default();
+        let a = "10.0.0.3:3000";
+        assert_eq!(m.learn(a, 1), Learned::New);
+        assert_eq!(m.learn(a, 1), Learned::Same);
+        // One claim, or many interrupted by the truth, moves nothing.
+        assert_eq!(m.learn(a, 0), Learned::Conflict { pool: 1 });
+        assert_eq!(m.lookup(a), Some(1));
+        assert_eq!(m.learn(a, 1), Learned::Same);
+        for _ in 0..5 {
+            for _ in 0..MOVE_AFTER - 1 {
+                assert_eq!(m.learn(a, 0), Learned::Conflict { pool: 1 });
+            }
+            assert_eq!(m.learn(a, 1), Learned::Same);
+        }
+        // Claims for two different pools do not add up.
+        for i in 0..MOVE_AFTER * 2 {
+            let claim = if i % 2 == 0 { 0 } else { 2 };
+            assert_eq!(m.learn(a, claim), Learned::Conflict { pool: 1 });
+        }
+        // MOVE_AFTER in a row for one pool: it moves, once.
+        for _ in 0..MOVE_AFTER - 1 {
+            assert_eq!(m.learn(a, 0), Learned::Conflict { pool: 1 });
+        }
+        assert_eq!(m.learn(a, 0), Learned::Moved { from: 1 });
+        assert_eq!(m.lookup(a), Some(0));
+        assert_eq!(m.learn(a, 0), Learned::Same);
     }
 
     #[test]
     fn map_is_capped() {
         let mut m = AddrMap::default();
         for i in 0..MAX_ADDRS + 50 {
-            m.learn(&format!("10.1.{}.{}:80", i / 256, i % 256), 0);
+            let learned = m.learn(&format!("10.1.{}.{}:80", i / 256, i % 256), 0);
+            assert_eq!(learned == Learned::Full, i >= MAX_ADDRS);
         }
         assert_eq!(m.len(), MAX_ADDRS);
     }

@@ -1,6 +1,10 @@
 //! The receiver: binds the sockets, starts the receive threads and the HTTP
 //! server, and shuts them down in order.
 //!
+//! Every port is bound before the unix socket's path is touched: a start
+//! that fails (a port taken, a bad address) leaves a running instance's
+//! socket alone.
+//!
 //! Shutdown on SIGINT or SIGTERM: stop the HTTP server, tell the receive
 //! threads to stop (each finishes the batch in hand within one poll
 //! interval) and wait for them, let the alert loop judge that last batch,
@@ -31,14 +35,15 @@ pub fn main(cli: &Cli) -> Result<(), String> {
     let rules_cfg = cli.rules.rules_config(&cfg)?;
     cli.alerts.validate()?;
     let want = cli.receiver.recv_buffer.0 as usize;
-    let mut listeners = vec![
-        socket::bind_udp(cli.receiver.udp_listen, want).map_err(|e| {
-            format!(
-                "cannot listen on UDP_LISTEN (--udp-listen) {}: {e}",
-                cli.receiver.udp_listen
-            )
-        })?,
-    ];
+    let mut udp = socket::bind_udp(cli.receiver.udp_listen, want).map_err(|e| {
+        format!(
+            "cannot listen on UDP_LISTEN (--udp-listen) {}: {e}",
+            cli.receiver.udp_listen
+        )
+    })?;
+    udp.allow = cli.receiver.allow_from.clone().map(Arc::new);
+    let http_listener = bind_http(cli.receiver.http_listen)?;
+    let mut listeners = vec![udp];
     if let Some(path) = &cli.receiver.unix_listen {
         listeners.push(socket::bind_unix(path, want).map_err(|e| {
             format!(
@@ -54,13 +59,28 @@ pub fn main(cli: &Cli) -> Result<(), String> {
             recv_buffer_granted = l.granted_buffer,
             "receiving"
         );
-        if l.granted_buffer < want {
+        // The kernel cannot grant more than it can store; asking 1GiB and
+        // getting 1GiB - 1 byte is not a smaller buffer.
+        if l.granted_buffer < socket::grantable(want) {
             tracing::warn!(
                 listener = %l.name,
                 "the kernel granted a smaller receive buffer than RECV_BUFFER asks for; \
                  raise net.core.rmem_max (sysctl -w net.core.rmem_max={want}) or grant CAP_NET_ADMIN"
             );
         }
+    }
+    match &cli.receiver.allow_from {
+        Some(list) => tracing::info!(
+            allow_from = %list.networks().collect::<Vec<_>>().join(","),
+            "UDP datagrams from other sources are dropped unread"
+        ),
+        None if !cli.receiver.udp_listen.ip().to_canonical().is_loopback() => tracing::warn!(
+            udp = %cli.receiver.udp_listen,
+            "ALLOW_FROM is not set: UDP datagrams from any source are parsed, and anyone who \
+             can reach this port can raise or hide alerts; set ALLOW_FROM to nginx's network \
+             (and firewall the port)"
+        ),
+        None => {}
     }
     let infos = listeners
         .iter()
@@ -110,7 +130,16 @@ pub fn main(cli: &Cli) -> Result<(), String> {
             .map_err(|e| format!("cannot set up alert delivery: {e}"))?;
         let alert_loop =
             exporter.register(|| AlertLoop::new(rules, notifier, queue, &labels, known));
-        let result = serve(cli, listeners, shared, exporter, alerts, alert_loop).await;
+        let result = serve(
+            cli,
+            listeners,
+            http_listener,
+            shared,
+            exporter,
+            alerts,
+            alert_loop,
+        )
+        .await;
         let report = delivery.shutdown().await;
         tracing::info!(
             delivered = report.delivered,
@@ -122,17 +151,26 @@ pub fn main(cli: &Cli) -> Result<(), String> {
     })
 }
 
+/// Bind the HTTP port, before the runtime exists (and before the unix
+/// socket's path is touched); `serve` hands it to tokio.
+fn bind_http(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, String> {
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| format!("cannot listen on HTTP_LISTEN (--http-listen) {addr}: {e}"))?;
+    Ok(listener)
+}
+
 async fn serve(
     cli: &Cli,
     listeners: Vec<socket::Listener>,
+    http_listener: std::net::TcpListener,
     shared: Arc<Shared>,
     exporter: Arc<Exporter>,
     alerts: Arc<AlertShared>,
     alert_loop: AlertLoop,
 ) -> Result<(), String> {
     let addr = cli.receiver.http_listen;
-    let http_listener = tokio::net::TcpListener::bind(addr)
-        .await
+    let http_listener = tokio::net::TcpListener::from_std(http_listener)
         .map_err(|e| format!("cannot listen on HTTP_LISTEN (--http-listen) {addr}: {e}"))?;
     let local = http_listener.local_addr().unwrap_or(addr);
     tracing::info!(http = %local, "serving /metrics, /healthz and /state");

@@ -33,7 +33,9 @@ pub struct AccessRecord<'a> {
     /// Final status sent to the client.
     pub status: u16,
     pub body_bytes_sent: u64,
-    /// `$request_time` in seconds, if logged.
+    /// `$request_time` in seconds, if logged: as read, so possibly
+    /// negative or infinite, and NaN when logged but not a number. The
+    /// pipeline decides what is plausible.
     pub request_time: Option<f64>,
     pub upstream_status: &'a str,
     pub upstream_addr: &'a str,
@@ -394,7 +396,7 @@ fn read_fields<'a>(
         match f {
             Field::Status => status = Some(parse_status(&v)),
             Field::BodyBytesSent => rec.body_bytes_sent = as_u64(&v).unwrap_or(0),
-            Field::RequestTime => rec.request_time = as_f64(&v),
+            Field::RequestTime => rec.request_time = as_seconds(&v),
             _ => {
                 let s = match v {
                     Scalar::Str(s) => s,
@@ -452,14 +454,17 @@ fn as_u64(v: &Scalar<'_>) -> Option<u64> {
     }
 }
 
-fn as_f64(v: &Scalar<'_>) -> Option<f64> {
+/// A number of seconds: `None` when absent (`""`, `"-"`), NaN when present
+/// but not a number, so that it can be counted rather than mistaken for
+/// absent.
+fn as_seconds(v: &Scalar<'_>) -> Option<f64> {
     match v {
+        Scalar::Str("") => None,
         Scalar::U64(n) => Some(*n as f64),
         Scalar::F64(f) => Some(*f),
-        Scalar::Str(s) => s.parse().ok(),
-        Scalar::Other => None,
+        Scalar::Str(s) => Some(s.parse().unwrap_or(f64::NAN)),
+        Scalar::Other => Some(f64::NAN),
     }
-    .filter(|f: &f64| f.is_finite() && *f >= 0.0)
 }
 
 #[cfg(test)]
@@ -500,6 +505,24 @@ mod tests {
         assert_eq!(r.upstream_status, "-");
         assert_eq!(r.pool, "");
         assert_eq!(r.body_bytes_sent, 153);
+    }
+
+    #[test]
+    fn request_times_are_read_as_logged() {
+        let time = |v: &str| {
+            let line = format!(r#"{{"status":200,"request_time":{v}}}"#);
+            decode(line.as_bytes()).unwrap().request_time
+        };
+        assert_eq!(time("0.004"), Some(0.004));
+        assert_eq!(time("\"0.004\""), Some(0.004));
+        assert_eq!(time("3"), Some(3.0));
+        assert_eq!(time("1e308"), Some(1e308));
+        assert_eq!(time("-1.5"), Some(-1.5));
+        assert_eq!(time("\"\""), None);
+        assert_eq!(time("\"-\""), None);
+        assert!(time("\"soon\"").unwrap().is_nan());
+        assert!(time("null").unwrap().is_nan());
+        assert!(time("\"inf\"").unwrap().is_infinite());
     }
 
     #[test]

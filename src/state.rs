@@ -109,8 +109,18 @@ impl Shared {
                     .malformed_by_reason()
                     .map(|(r, n)| (r.to_string(), n))
                     .collect(),
+                rejected: t
+                    .rejected_by_reason()
+                    .map(|(r, n)| (r.to_string(), n))
+                    .collect(),
                 invalid_utf8: t.invalid_utf8,
+                invalid_durations: t
+                    .invalid_durations_by_field()
+                    .map(|(f, n)| (f.to_string(), n))
+                    .collect(),
                 no_live_upstream: t.no_live_upstream,
+                address_conflicts: t.address_conflicts,
+                address_moves: t.address_moves,
             },
             settings: self.settings.clone(),
         }
@@ -149,6 +159,14 @@ pub struct IngestState {
     pub bytes: u64,
     pub requests: u64,
     pub malformed: std::collections::BTreeMap<String, u64>,
+    /// Dropped unread, by reason (`source`: not from `ALLOW_FROM`).
+    pub rejected: std::collections::BTreeMap<String, u64>,
     pub invalid_utf8: u64,
+    /// Implausible durations ignored for latency, by field.
+    pub invalid_durations: std::collections::BTreeMap<String, u64>,
     pub no_live_upstream: u64,
+    /// Responses naming another pool than their server's.
+    pub address_conflicts: u64,
+    /// Learned servers moved to another pool.
+    pub address_moves: u64,
 }

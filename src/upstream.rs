@@ -5,7 +5,19 @@
 //! an internal redirect by `" : "`; nginx keeps the three lists the same length.
 //! Reading them as one list of attempts is what lets a failure masked by a
 //! retry (`"500, 200"`) count against the pool that failed.
+//!
+//! The lists come from the datagram, so a sender can make them any length:
+//! more than [`MAX_ATTEMPTS`] is no record nginx writes, and is skipped as
+//! malformed rather than counted as thousands of failures.
 
+/// Most attempts a record may list. nginx tries each server of an upstream
+/// block at most once per pass (`proxy_next_upstream_tries` caps it lower),
+/// and a request passes through a handful of internal redirects at most.
+pub const MAX_ATTEMPTS: usize = 32;
+
+/// Longest plausible `$upstream_response_time` element, in whole seconds:
+/// a day.
+const MAX_RESPONSE_SECS: u32 = 86_400;
 /// How one attempt ended. Every variant but `Success` is an upstream failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -105,6 +117,41 @@ pub fn attempts<'a>(
             response_time: times.next().and_then(|t| t.parse().ok()),
         }
     })
+}
+
+/// Whether the address list holds more than [`MAX_ATTEMPTS`] attempts.
+/// Costs a length comparison for any list real traffic produces.
+pub fn too_many_attempts(addr: &str) -> bool {
+    // Every element takes at least a byte and every separator two: a list
+    // this short cannot hold more.
+    addr.len() > 3 * MAX_ATTEMPTS && split(addr).nth(MAX_ATTEMPTS).is_some()
+}
+
+/// Whether every element of an `$upstream_response_time` list reads as a
+/// duration nginx could log: `-`, or seconds like `0.004` of at most a day.
+/// A negative, non-finite, exponent or absurd value is not one. A byte scan,
+/// no float parsing: nothing else reads these values yet.
+pub fn response_times_plausible(list: &str) -> bool {
+    let (mut whole, mut digits, mut fraction, mut dash) = (0u32, false, false, false);
+    for &b in list.as_bytes() {
+        match b {
+            b'0'..=b'9' if !dash => {
+                digits = true;
+                if !fraction {
+                    whole = whole * 10 + u32::from(b - b'0');
+                    if whole > MAX_RESPONSE_SECS {
+                        return false;
+                    }
+                }
+            }
+            b'.' if digits && !fraction => fraction = true,
+            b'-' if !digits && !dash => dash = true,
+            // Separators: `, ` and ` : `.
+            b',' | b' ' | b':' => (whole, digits, fraction, dash) = (0, false, false, false),
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Whether the last address of the list is the upstream group's name: nginx
@@ -228,6 +275,56 @@ mod tests {
         assert!(!ends_with_no_live_upstream(""));
         assert!(!ends_with_no_live_upstream("-"));
         assert!(!ends_with_no_live_upstream("unix:/run/app.sock"));
+    }
+
+    #[test]
+    fn attempt_lists_are_bounded() {
+        let list = |n: usize, sep: &str| vec!["a:1"; n].join(sep);
+        assert!(!too_many_attempts(&list(MAX_ATTEMPTS, ", ")));
+        assert!(too_many_attempts(&list(MAX_ATTEMPTS + 1, ", ")));
+        assert!(too_many_attempts(&list(MAX_ATTEMPTS + 1, " : ")));
+        assert!(too_many_attempts(&list(5000, ", ")));
+        // Long addresses are not many attempts.
+        let long = ["[2001:db8:1234:5678:9abc:def0:1234:5678]:3000"; 3].join(", ");
+        assert!(!too_many_attempts(&long));
+        assert!(!too_many_attempts(""));
+        assert!(!too_many_attempts(&"x".repeat(10_000)));
+        // The shortest list past the bound.
+        let shortest = vec!["a"; MAX_ATTEMPTS + 1].join(", ");
+        assert_eq!(shortest.len(), 3 * MAX_ATTEMPTS + 1);
+        assert!(too_many_attempts(&shortest));
+    }
+
+    #[test]
+    fn response_times_that_nginx_could_log() {
+        for ok in [
+            "",
+            "-",
+            "0.004",
+            "0.010, 0.002 : -",
+            "-, 2.000",
+            "86400.000",
+            "12",
+        ] {
+            assert!(response_times_plausible(ok), "{ok}");
+        }
+        for bad in [
+            "1e308",
+            "-1.000",
+            "0.004, -0.5",
+            "inf",
+            "NaN",
+            "86401.000",
+            "99999999999",
+            "0.0.1",
+            "--",
+            "1-",
+            "+1",
+            ".5",
+            "0.004; 1",
+        ] {
+            assert!(!response_times_plausible(bad), "{bad}");
+        }
     }
 
     #[test]

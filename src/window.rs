@@ -24,8 +24,12 @@ pub const FAILED: u8 = 2;
 pub const FINAL: u8 = 4;
 /// The final response was a 5xx: the client saw an error.
 pub const CLIENT_5XX: u8 = 8;
+/// The final response has a plausible `request_time` in `latency_us`;
+/// without it the request counts but has no latency.
+pub const TIMED: u8 = 16;
 
-/// One entry: flags above and, for a final response, its `request_time`.
+/// One entry: flags above and, for a timed final response, its
+/// `request_time`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Observation {
     pub flags: u8,
@@ -81,18 +85,26 @@ pub struct WindowStats {
     pub client_error_ratio: Option<f64>,
     /// `request_time` quantiles in seconds: p50, p95, p99.
     pub latency_seconds: Option<[f64; 3]>,
-    /// Sum of `request_time` over the window's requests, in seconds.
+    /// Sum of `request_time` over the window's timed requests, in seconds.
     pub latency_sum_seconds: f64,
+    /// Requests with a `request_time` in the window: the quantiles' count.
+    pub latency_count: u64,
 }
 
 impl WindowStats {
-    fn new(sums: Sums, latency_seconds: Option<[f64; 3]>, sum_us: u64) -> WindowStats {
+    fn new(
+        sums: Sums,
+        latency_seconds: Option<[f64; 3]>,
+        sum_us: u64,
+        latency_count: u64,
+    ) -> WindowStats {
         WindowStats {
             sums,
             upstream_error_ratio: sums.upstream_error_ratio(),
             client_error_ratio: sums.client_error_ratio(),
             latency_seconds,
             latency_sum_seconds: sum_us as f64 / 1e6,
+            latency_count,
         }
     }
 }
@@ -136,7 +148,7 @@ impl CountWindow {
     pub fn stats(&self) -> WindowStats {
         let mut lat: Vec<u32> = self.slots[..self.len]
             .iter()
-            .filter(|o| o.flags & FINAL != 0)
+            .filter(|o| o.flags & (FINAL | TIMED) == FINAL | TIMED)
             .map(|o| o.latency_us)
             .collect();
         let sum_us = lat.iter().map(|&v| u64::from(v)).sum();
@@ -149,7 +161,7 @@ impl CountWindow {
                 f64::from(lat[rank - 1]) / 1e6
             })
         });
-        WindowStats::new(self.sums, q, sum_us)
+        WindowStats::new(self.sums, q, sum_us, lat.len() as u64)
     }
 }
 
@@ -216,7 +228,7 @@ impl TimeWindow {
             s.latency = [0; LAT_BUCKETS];
         }
         s.sums.apply(o, 1);
-        if o.flags & FINAL != 0 {
+        if o.flags & (FINAL | TIMED) == FINAL | TIMED {
             s.latency[lat_bucket(o.latency_us)] += 1;
             s.latency_sum_us += u64::from(o.latency_us);
         }
@@ -263,7 +275,7 @@ impl TimeWindow {
                 lat_bucket_value(i) / 1e6
             })
         });
-        WindowStats::new(sums, q, sum_us)
+        WindowStats::new(sums, q, sum_us, total)
     }
 }
 
@@ -341,9 +353,14 @@ impl ServingRing {
 mod tests {
     use super::*;
 
+    /// A final response carries its latency unless said otherwise.
     fn ob(flags: u8, ms: u32) -> Observation {
         Observation {
-            flags,
+            flags: if flags & FINAL != 0 {
+                flags | TIMED
+            } else {
+                flags
+            },
             latency_us: ms * 1000,
         }
     }
@@ -425,6 +442,27 @@ mod tests {
         for us in [5u32, 100, 1234, 99_999] {
             let mid = lat_bucket_value(lat_bucket(us));
             assert!((mid - f64::from(us)).abs() / f64::from(us) < 0.13);
+        }
+    }
+
+    #[test]
+    fn untimed_requests_count_without_a_latency() {
+        let untimed = Observation {
+            flags: FINAL,
+            latency_us: 0,
+        };
+        let mut c = CountWindow::new(10);
+        let mut t = TimeWindow::new(10);
+        for o in [ob(FINAL, 40), untimed, untimed] {
+            c.push(o);
+            t.push(3, o);
+        }
+        for s in [c.stats(), t.stats(3)] {
+            assert_eq!(s.sums.requests, 3);
+            assert_eq!(s.latency_count, 1);
+            assert!((s.latency_sum_seconds - 0.04).abs() < 1e-9);
+            let [p50, _, p99] = s.latency_seconds.unwrap();
+            assert!(p50 > 0.03 && p99 > 0.03, "{s:?}");
         }
     }
 

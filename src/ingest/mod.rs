@@ -7,8 +7,14 @@
 //! lock of the shared pipeline and then goes straight back to the socket.
 //! When batches come back full, a backlog is building: they go to a parse
 //! worker ([`worker`]) so receiving and parsing run on both cores at once.
+//!
+//! A datagram from a source outside the listener's allowlist ([`allow`]) is
+//! counted and dropped before it is parsed.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod affinity;
+pub mod allow;
 pub mod batch;
 pub mod kernel_drops;
 pub mod socket;
@@ -23,6 +29,7 @@ use std::time::Duration;
 
 use crate::record::Decoder;
 use crate::state::Shared;
+use allow::AllowList;
 use batch::RecvBatch;
 use socket::Listener;
 use worker::Worker;
@@ -43,7 +50,8 @@ fn run(listener: &Listener, shared: &Arc<Shared>, stop: &AtomicBool) {
     let fd = listener.fd.as_raw_fd();
     let mut batch = RecvBatch::default();
     let mut decoder = Decoder::new();
-    let mut worker = match Worker::spawn(&listener.name, shared.clone()) {
+    let allow = listener.allow.as_deref();
+    let mut worker = match Worker::spawn(&listener.name, shared.clone(), listener.allow.clone()) {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(listener = %listener.name, error = %e,
@@ -55,7 +63,14 @@ fn run(listener: &Listener, shared: &Arc<Shared>, stop: &AtomicBool) {
         match batch.recv(fd) {
             Ok(_) => {
                 let now = shared.now_secs();
-                dispatch(worker.as_mut(), shared, &mut decoder, &mut batch, now);
+                dispatch(
+                    worker.as_mut(),
+                    shared,
+                    allow,
+                    &mut decoder,
+                    &mut batch,
+                    now,
+                );
             }
             Err(e) if batch::nothing_received(&e) => shared.beat(),
             Err(e) => {
@@ -79,6 +94,7 @@ fn run(listener: &Listener, shared: &Arc<Shared>, stop: &AtomicBool) {
 fn dispatch(
     worker: Option<&mut Worker>,
     shared: &Shared,
+    allow: Option<&AllowList>,
     decoder: &mut Decoder,
     batch: &mut RecvBatch,
     now: u64,
@@ -86,19 +102,28 @@ fn dispatch(
     let full = batch.len() == batch.capacity();
     let handed = worker.is_some_and(|w| (full || w.busy()) && w.hand_over(batch, now));
     if !handed {
-        parse(shared, decoder, batch, now);
+        parse(shared, allow, decoder, batch, now);
     }
     handed
 }
 
 /// Fold every datagram of `batch`, received at window clock `now`, into the
-/// pipeline, under one lock.
-fn parse(shared: &Shared, decoder: &mut Decoder, batch: &mut RecvBatch, now: u64) {
+/// pipeline, under one lock; with an allowlist, only those from its sources.
+fn parse(
+    shared: &Shared,
+    allow: Option<&AllowList>,
+    decoder: &mut Decoder,
+    batch: &mut RecvBatch,
+    now: u64,
+) {
     let mut p = shared.pipeline();
     for i in 0..batch.len() {
+        let permitted = allow.is_none_or(|a| batch.source(i).is_some_and(|ip| a.permits(ip)));
         let (slot, len, truncated) = batch.slot(i);
-        if truncated {
-            p.count_truncated(len);
+        if !permitted {
+            p.count_rejected_source(len);
+        } else if truncated {
+            p.count_truncated(len as u64);
         } else {
             // A malformed datagram is counted inside and skipped.
             let _ = p.process(decoder, slot, len, |_| now);

@@ -27,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::affinity::{CpuSet, current_cpu};
+use super::allow::AllowList;
 use super::batch::RecvBatch;
 use crate::record::Decoder;
 use crate::state::Shared;
@@ -82,7 +83,11 @@ pub struct Worker {
 impl Worker {
     /// Start the worker thread for the listener called `name`, unless this
     /// process may use only one CPU (`Ok(None)`).
-    pub fn spawn(name: &str, shared: Arc<Shared>) -> io::Result<Option<Worker>> {
+    pub fn spawn(
+        name: &str,
+        shared: Arc<Shared>,
+        allow: Option<Arc<AllowList>>,
+    ) -> io::Result<Option<Worker>> {
         if CpuSet::of_current_thread().is_some_and(|set| set.count() < 2) {
             return Ok(None);
         }
@@ -99,7 +104,13 @@ impl Worker {
                     {
                         allowed.confine_current_thread_without(here);
                     }
-                    super::parse(&shared, &mut decoder, &mut job.batch, job.now);
+                    super::parse(
+                        &shared,
+                        allow.as_deref(),
+                        &mut decoder,
+                        &mut job.batch,
+                        job.now,
+                    );
                     // The receive thread may be gone at shutdown; the batch is
                     // then simply freed.
                     let _ = give_back.send(job.batch);
@@ -212,7 +223,7 @@ mod tests {
             vec![],
             serde_json::json!({}),
         ));
-        let worker = Worker::spawn("test", shared.clone()).unwrap();
+        let worker = Worker::spawn("test", shared.clone(), None).unwrap();
         let Some(mut worker) = worker else {
             assert_eq!(
                 allowed.count(),
@@ -237,7 +248,14 @@ mod tests {
             while got < burst {
                 let n = batch.recv(rx.as_raw_fd()).unwrap();
                 got += n;
-                if super::super::dispatch(Some(&mut worker), &shared, &mut decoder, &mut batch, 1) {
+                if super::super::dispatch(
+                    Some(&mut worker),
+                    &shared,
+                    None,
+                    &mut decoder,
+                    &mut batch,
+                    1,
+                ) {
                     handed += 1;
                 } else {
                     inline += 1;
