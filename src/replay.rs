@@ -2,10 +2,18 @@
 //! thresholds and measuring decode speed without a network.
 //!
 //! Lines are read into one reused, padded buffer and go through the same
-//! [`Pipeline::process`] as datagrams. The window clock is the log's own
-//! `time` field (kept monotonic, so a line a second out of order does not
-//! reset a newer bucket), which makes the windows at the end of a replay the
-//! ones a live receiver would have had.
+//! [`Pipeline::process`] as datagrams. The input is streamed: a line longer
+//! than the largest datagram ([`MAX_LINE`]) is no line nginx could have sent,
+//! so it is counted `truncated` and skipped without being held, and memory
+//! stays the same whatever the input (`cat /dev/zero` included).
+//!
+//! The window clock is the log's own `time` field (kept monotonic, so a line
+//! a second out of order does not reset a newer bucket), which makes the
+//! windows at the end of a replay the ones a live receiver would have had.
+//! One line cannot move it far: a time more than [`MAX_JUMP_SECS`] from the
+//! clock (a line dated 9999) is counted and ignored unless
+//! [`JUMP_CONFIRM_LINES`] lines in a row agree with it (a real gap in the
+//! log); a time that cannot be read is counted and ignored too.
 //!
 //! The same rules and cooldown run too, each time the log's clock moves to
 //! a new second (its resolution), and once more at the end as if the
@@ -21,6 +29,7 @@ use serde::Serialize;
 
 use crate::alert::Notification;
 use crate::config::{Cli, ReplayArgs};
+use crate::ingest::batch::DATAGRAM_MAX;
 use crate::logtime;
 use crate::notify::{Decision, Notifier};
 use crate::pipeline::{Pipeline, PipelineConfig};
@@ -32,27 +41,127 @@ use crate::window::WindowStats;
 /// Files at least this large get a progress bar on a terminal.
 const PROGRESS_MIN_BYTES: u64 = 8 << 20;
 
-/// Window time from log time: seconds since the first dated line, never
-/// going backwards.
+/// Longest line replayed, newline not counted: the largest datagram.
+pub const MAX_LINE: usize = DATAGRAM_MAX;
+
+/// How far one line's `time` may be from the replay clock and still move
+/// it (or, behind it, count as merely out of order).
+pub const MAX_JUMP_SECS: i64 = 3600;
+
+/// Lines in a row whose times agree, each more than [`MAX_JUMP_SECS`] from
+/// the clock, that move it there after all: the log really jumped.
+pub const JUMP_CONFIRM_LINES: u32 = 3;
+
+/// Window time from log time: seconds the log advanced since its first
+/// dated line, never going backwards.
 #[derive(Default)]
 struct LogClock {
-    first: Option<i64>,
+    /// Log time the clock stands at, Unix seconds.
+    unix: Option<i64>,
     now: u64,
+    /// A far time some lines in a row agreed on, and how many.
+    pending: Option<(i64, u32)>,
+    /// Lines whose time could not be read (or was missing).
+    unreadable: u64,
+    /// Lines whose time was too far from the clock to move it.
+    ignored_jumps: u64,
 }
 
 impl LogClock {
     /// Unix seconds of the current line (0 before any dated line).
     fn unix(&self) -> f64 {
-        self.first.map_or(0.0, |f| (f + self.now as i64) as f64)
+        self.unix.map_or(0.0, |t| t as f64)
     }
 
     fn at(&mut self, time: &str) -> u64 {
-        if let Some(t) = logtime::parse(time) {
-            let first = *self.first.get_or_insert(t);
-            self.now = self.now.max(t.saturating_sub(first).max(0) as u64);
+        let Some(t) = logtime::parse(time) else {
+            self.unreadable += 1;
+            return self.now;
+        };
+        let Some(at) = self.unix else {
+            self.unix = Some(t);
+            return self.now;
+        };
+        // Years have four digits: no overflow.
+        let delta = t - at;
+        if delta.abs() <= MAX_JUMP_SECS {
+            self.pending = None;
+            if delta > 0 {
+                self.now += delta as u64;
+                self.unix = Some(t);
+            }
+            return self.now;
         }
+        let agreeing = match self.pending {
+            Some((p, n)) if (t - p).abs() <= MAX_JUMP_SECS => n + 1,
+            _ => 1,
+        };
+        if agreeing < JUMP_CONFIRM_LINES {
+            self.pending = Some((t, agreeing));
+            self.ignored_jumps += 1;
+            return self.now;
+        }
+        // The log itself jumped: forward, time passes; backward (an older
+        // file after a newer one), the clock goes on from there without
+        // going back.
+        self.pending = None;
+        if delta > 0 {
+            self.now += delta as u64;
+        }
+        self.unix = Some(t);
         self.now
     }
+}
+
+/// What [`read_line`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// End of input.
+    End,
+    /// A line, in the buffer with its newline.
+    Read,
+    /// A line of this many bytes (newline included), too long to keep.
+    TooLong(u64),
+}
+
+/// Read one line into `buf`, holding at most [`MAX_LINE`] bytes and a
+/// newline: the rest of a longer line is read past, not stored.
+fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Line> {
+    buf.clear();
+    let mut total = 0u64;
+    let mut newline = false;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        let n = match memchr::memchr(b'\n', chunk) {
+            Some(i) => {
+                newline = true;
+                i + 1
+            }
+            None => chunk.len(),
+        };
+        if buf.len() + n <= MAX_LINE + 1 {
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        total += n as u64;
+        reader.consume(n);
+        if newline {
+            break;
+        }
+    }
+    Ok(if total == 0 {
+        Line::End
+    } else if total - u64::from(newline) > MAX_LINE as u64 {
+        Line::TooLong(total)
+    } else {
+        Line::Read
+    })
 }
 
 /// Run the replay and print the notifications and the summary.
@@ -88,7 +197,7 @@ pub fn main(cli: &Cli, args: &ReplayArgs) -> Result<(), String> {
     }
     replayer.finish(cli.rules.recovery_confirm_sec);
     let elapsed = started.elapsed().as_secs_f64();
-    let mut summary = Summary::new(&replayer.pipeline, replayer.clock.now, lines, elapsed);
+    let mut summary = Summary::new(&replayer.pipeline, &replayer.clock, lines, elapsed);
     summary.notifications = replayer.notifications;
     if args.json {
         println!(
@@ -131,12 +240,18 @@ impl Replayer {
     /// Feed every line of `reader`; returns lines read.
     pub fn feed(&mut self, reader: impl Read) -> io::Result<u64> {
         let mut reader = BufReader::with_capacity(1 << 20, reader);
-        let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+        // Sized once: a line never grows it.
+        let mut buf: Vec<u8> = Vec::with_capacity(MAX_LINE + 1 + INPUT_PADDING);
         let mut lines = 0;
         loop {
-            buf.clear();
-            if reader.read_until(b'\n', &mut buf)? == 0 {
-                return Ok(lines);
+            match read_line(&mut reader, &mut buf)? {
+                Line::End => return Ok(lines),
+                Line::TooLong(bytes) => {
+                    lines += 1;
+                    self.pipeline.count_truncated(bytes);
+                    continue;
+                }
+                Line::Read => {}
             }
             if buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -193,6 +308,12 @@ struct Summary {
     malformed: Vec<(String, u64)>,
     invalid_utf8: u64,
     no_live_upstream: u64,
+    /// Lines whose `time` was missing or unreadable: they did not move the
+    /// clock.
+    time_unreadable: u64,
+    /// Lines whose `time` was too far from the clock to move it.
+    time_jumps_ignored: u64,
+    invalid_durations: Vec<(String, u64)>,
 }
 
 #[derive(Serialize)]
@@ -207,7 +328,7 @@ struct PoolSummary {
 }
 
 impl Summary {
-    fn new(p: &Pipeline, span: u64, lines: u64, seconds: f64) -> Summary {
+    fn new(p: &Pipeline, clock: &LogClock, lines: u64, seconds: f64) -> Summary {
         let t = &p.totals;
         let pools = p
             .pools
@@ -237,7 +358,7 @@ impl Summary {
             } else {
                 0.0
             },
-            log_span_seconds: span,
+            log_span_seconds: clock.now,
             serving_pool: p.serving_pool().map(|id| p.pools.label(id).to_string()),
             pools,
             malformed: t
@@ -246,6 +367,12 @@ impl Summary {
                 .collect(),
             invalid_utf8: t.invalid_utf8,
             no_live_upstream: t.no_live_upstream,
+            time_unreadable: clock.unreadable,
+            time_jumps_ignored: clock.ignored_jumps,
+            invalid_durations: t
+                .invalid_durations_by_field()
+                .map(|(f, n)| (f.to_string(), n))
+                .collect(),
         }
     }
 
@@ -336,6 +463,21 @@ impl Summary {
             "invalid utf-8 (repaired): {}, no live upstream: {}",
             self.invalid_utf8, self.no_live_upstream
         );
+        if !self.invalid_durations.is_empty() {
+            let list: Vec<String> = self
+                .invalid_durations
+                .iter()
+                .map(|(f, n)| format!("{f}={n}"))
+                .collect();
+            let _ = writeln!(o, "implausible durations ignored: {}", list.join(" "));
+        }
+        if self.time_unreadable > 0 || self.time_jumps_ignored > 0 {
+            let _ = writeln!(
+                o,
+                "clock not moved by: {} lines without a readable time, {} jumps of over {} s",
+                self.time_unreadable, self.time_jumps_ignored, MAX_JUMP_SECS
+            );
+        }
         o
     }
 }
@@ -381,12 +523,106 @@ mod tests {
         assert_eq!(p.totals.request_count(), 2);
         assert_eq!(p.totals.retried[0][1], 1);
         assert_eq!(p.totals.malformed.iter().sum::<u64>(), 1);
-        let s = Summary::new(p, r.clock.now, n, 1.0);
+        let s = Summary::new(p, &r.clock, n, 1.0);
         assert!(s.table().contains("malformed: bad_status=1"));
         // The rescued request is a failover, seen at the log's own time.
         assert_eq!(r.notifications.len(), 1);
         assert_eq!(r.notifications[0].title, "Failover: blue → green");
         assert_eq!(r.notifications[0].first_seen, "2026-11-05T09:00:30Z");
+    }
+
+    #[test]
+    fn long_lines_are_counted_and_skipped_in_bounded_memory() {
+        let ok = "{\"status\":200,\"upstream_status\":\"200\",\"upstream_addr\":\"a:1\",\"pool\":\"blue\"}\n";
+        let mut log = Vec::new();
+        log.extend_from_slice(ok.as_bytes());
+        log.extend(std::iter::repeat_n(b'x', MAX_LINE + 1));
+        log.push(b'\n');
+        log.extend_from_slice(ok.as_bytes());
+        // The longest line kept: MAX_LINE bytes of JSON and a newline.
+        let mut fits = ok.trim_end().as_bytes().to_vec();
+        let pad = MAX_LINE - fits.len();
+        fits.splice(
+            1..1,
+            format!("\"x\":\"{}\",", "y".repeat(pad - 7)).into_bytes(),
+        );
+        assert_eq!(fits.len(), MAX_LINE);
+        log.extend_from_slice(&fits);
+        log.push(b'\n');
+        // 3 MiB of zeros and no newline at the end.
+        log.extend(std::iter::repeat_n(0u8, 3 << 20));
+        let mut r = replayer();
+        assert_eq!(r.feed(log.as_slice()).unwrap(), 5);
+        let t = &r.pipeline.totals;
+        assert_eq!(t.request_count(), 3);
+        assert_eq!(
+            t.malformed_by_reason().collect::<Vec<_>>(),
+            [("truncated", 2)]
+        );
+        assert_eq!(t.bytes, log.len() as u64);
+    }
+
+    #[test]
+    fn read_line_never_holds_more_than_a_datagram() {
+        let mut input = vec![b'a'; 10 * MAX_LINE];
+        input.extend_from_slice(b"\nshort\nlast");
+        let mut reader = BufReader::with_capacity(4096, input.as_slice());
+        let mut buf = Vec::with_capacity(MAX_LINE + 1);
+        let cap = buf.capacity();
+        assert_eq!(
+            read_line(&mut reader, &mut buf).unwrap(),
+            Line::TooLong(10 * MAX_LINE as u64 + 1)
+        );
+        assert_eq!(buf.capacity(), cap);
+        assert_eq!(read_line(&mut reader, &mut buf).unwrap(), Line::Read);
+        assert_eq!(buf, b"short\n");
+        assert_eq!(read_line(&mut reader, &mut buf).unwrap(), Line::Read);
+        assert_eq!(buf, b"last");
+        assert_eq!(read_line(&mut reader, &mut buf).unwrap(), Line::End);
+    }
+
+    #[test]
+    fn one_far_time_does_not_move_the_clock() {
+        let mut c = LogClock::default();
+        assert_eq!(c.at("2026-11-05T09:00:00Z"), 0);
+        assert_eq!(c.at("9999-12-31T23:59:59Z"), 0);
+        assert_eq!(c.at("2026-11-05T09:00:10Z"), 10);
+        // Out of order within the hour: stays.
+        assert_eq!(c.at("2026-11-05T09:00:05Z"), 10);
+        assert_eq!(c.at("1970-01-01T00:00:00Z"), 10);
+        assert_eq!(c.at("not a time"), 10);
+        assert_eq!(c.at(""), 10);
+        assert_eq!(c.at("2026-11-05T09:01:10Z"), 70);
+        assert_eq!((c.unreadable, c.ignored_jumps), (2, 2));
+        assert_eq!(
+            c.unix(),
+            logtime::parse("2026-11-05T09:01:10Z").unwrap() as f64
+        );
+    }
+
+    #[test]
+    fn a_real_gap_moves_the_clock_once_lines_agree() {
+        let mut c = LogClock::default();
+        c.at("2026-11-05T09:00:00Z");
+        // Two hours of silence, then traffic again.
+        assert_eq!(c.at("2026-11-05T11:00:00Z"), 0);
+        assert_eq!(c.at("2026-11-05T11:00:01Z"), 0);
+        assert_eq!(c.at("2026-11-05T11:00:01Z"), 7201);
+        assert_eq!(c.at("2026-11-05T11:00:02Z"), 7202);
+        // An older file after a newer one: the clock goes on, never back.
+        for _ in 0..JUMP_CONFIRM_LINES {
+            assert_eq!(c.at("2026-11-01T00:00:00Z"), 7202);
+        }
+        assert_eq!(c.at("2026-11-01T00:00:05Z"), 7207);
+        assert_eq!(c.ignored_jumps, 2 + u64::from(JUMP_CONFIRM_LINES) - 1);
+        // A far line between agreeing ones starts the count again.
+        let mut c = LogClock::default();
+        c.at("2026-11-05T09:00:00Z");
+        c.at("2026-11-05T12:00:00Z");
+        c.at("2026-11-05T09:00:01Z");
+        c.at("2026-11-05T12:00:00Z");
+        c.at("2026-11-05T12:00:00Z");
+        assert_eq!(c.now, 1);
     }
 
     #[test]
