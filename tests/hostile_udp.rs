@@ -180,6 +180,17 @@ impl Watcher {
         seen
     }
 
+    /// The receiver's peak RSS so far must be within 64 MiB.
+    fn assert_bounded_memory(&self) {
+        let status = read(Path::new(&format!("/proc/{}/status", self.child.id())));
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status");
+        assert!(kib <= 64 * 1024, "peak RSS {kib} KiB");
+    }
+
     /// Send from a socket bound to `from` (an address of this host).
     fn send_from(&self, from: &str, datagrams: &[Vec<u8>]) {
         let s = UdpSocket::bind(from).unwrap();
@@ -361,6 +372,7 @@ fn forged_sources_are_dropped_before_parsing() {
     );
     let seen = w.wait_for_notification("failover");
     assert_eq!(kinds(&seen), ["failover"], "{seen:#?}");
+    w.assert_bounded_memory();
 }
 
 /// An IPv6 listener sees IPv4 senders as `::ffff:a.b.c.d`; IPv4 entries
@@ -459,6 +471,7 @@ fn one_datagram_cannot_relabel_a_server() {
         .unwrap();
     assert_eq!(blue["pool"], "blue", "{state}");
     assert_eq!(state["ingest"]["address_conflicts"], 1);
+    w.assert_bounded_memory();
 }
 
 /// A server whose latest 20 responses all name another pool has really
@@ -505,6 +518,7 @@ fn servers_move_on_sustained_evidence_and_pins_never() {
         "{}",
         w.log()
     );
+    w.assert_bounded_memory();
 }
 
 /// One datagram listing 5,000 failed attempts used to count 5,000 failures.
@@ -529,6 +543,7 @@ fn an_absurd_upstream_list_is_malformed_not_thousands_of_failures() {
     );
     assert_eq!(m.sum("poolwatch_upstream_attempts_total"), 32.0);
     assert_eq!(m.sum("poolwatch_requests_total"), 1.0);
+    w.assert_bounded_memory();
 }
 
 // ---- 3. Numbers -----------------------------------------------------------
@@ -593,6 +608,7 @@ fn impossible_durations_keep_every_figure_finite() {
         [p50, p95, p99].iter().all(|q| (0.2..0.3).contains(q)),
         "{blue}"
     );
+    w.assert_bounded_memory();
 }
 
 // ---- 7. The unix socket -------------------------------------------------

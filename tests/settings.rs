@@ -47,6 +47,8 @@ fn bad_values_stop_start_up_naming_the_setting() {
         (("MAINTENANCE_MODE", "maybe"), "MAINTENANCE_MODE", "true"),
         (("LOG_FORMAT", "xml"), "LOG_FORMAT", "text"),
         (("UDP_LISTEN", "nowhere"), "UDP_LISTEN", "nowhere"),
+        (("ALLOW_FROM", "nginx"), "ALLOW_FROM", "comma-separated"),
+        (("ALLOW_FROM", "10.0.0.1/8"), "ALLOW_FROM", "CIDR"),
         (
             ("SLACK_WEBHOOK_URL", "not a url"),
             "SLACK_WEBHOOK_URL",
@@ -77,6 +79,7 @@ fn empty_values_mean_not_set() {
             ("ADMIN_TOKEN", ""),
             ("SLACK_WEBHOOK_URL", ""),
             ("UNIX_LISTEN", ""),
+            ("ALLOW_FROM", ""),
             ("MAINTENANCE_FILE", ""),
             ("POOL_ADDRS", ""),
             ("RUNBOOK_URL", ""),
@@ -90,6 +93,7 @@ fn empty_values_mean_not_set() {
         serde_json::Value::Null
     );
     assert_eq!(settings["log"]["log_level"], "info");
+    assert_eq!(settings["receiver"]["allow_from"], serde_json::Value::Null);
     assert!(
         pw.log().contains("notifications go to stdout"),
         "{}",
