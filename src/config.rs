@@ -141,6 +141,16 @@ pub struct ReceiverArgs {
         value_parser = parse_allow_from
     )]
     pub allow_from: Option<AllowList>,
+
+    /// Once every listener is bound and the receive threads run, write the
+    /// addresses actually bound to this file, as JSON: `{"udp":
+    /// "127.0.0.1:5514", "unix": null, "http": "127.0.0.1:9514"}`. With
+    /// port 0 in UDP_LISTEN or HTTP_LISTEN the kernel picks a free port,
+    /// and this file says which. Written atomically (a temporary file in
+    /// the same directory, renamed), removed on a clean exit: a supervisor
+    /// or test waits for it to appear.
+    #[arg(long, env = "READY_FILE", value_name = "READY_FILE")]
+    pub ready_file: Option<PathBuf>,
 }
 
 /// How requests are attributed and windowed; shared by `run` and `replay`.

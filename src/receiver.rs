@@ -3,17 +3,26 @@
 //!
 //! Every port is bound before the unix socket's path is touched: a start
 //! that fails (a port taken, a bad address) leaves a running instance's
-//! socket alone.
+//! socket alone (and its ready file).
+//!
+//! Once everything listens, one log line names every address bound, and
+//! the ready file (`READY_FILE`) says the same as JSON: with port 0 the
+//! kernel picks free ports, so this is how a supervisor or a test learns
+//! them without racing anyone for a port it chose beforehand.
 //!
 //! Shutdown on SIGINT or SIGTERM: stop the HTTP server, tell the receive
 //! threads to stop (each finishes the batch in hand within one poll
 //! interval) and wait for them, let the alert loop judge that last batch,
 //! then drain the alert queue within `ALERT_DRAIN_SEC`, and exit 0.
 
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::delivery::{self, DeliveryMetrics};
@@ -43,6 +52,14 @@ pub fn main(cli: &Cli) -> Result<(), String> {
     })?;
     udp.allow = cli.receiver.allow_from.clone().map(Arc::new);
     let http_listener = bind_http(cli.receiver.http_listen)?;
+    // Before anything is ready: a waiter must never read a previous run's
+    // addresses, and an unwritable path is a start-up error, not a hang.
+    let ready_file = cli
+        .receiver
+        .ready_file
+        .as_deref()
+        .map(ReadyFile::prepare)
+        .transpose()?;
     let mut listeners = vec![udp];
     if let Some(path) = &cli.receiver.unix_listen {
         listeners.push(socket::bind_unix(path, want).map_err(|e| {
@@ -134,6 +151,7 @@ pub fn main(cli: &Cli) -> Result<(), String> {
             cli,
             listeners,
             http_listener,
+            ready_file,
             shared,
             exporter,
             alerts,
@@ -164,6 +182,7 @@ async fn serve(
     cli: &Cli,
     listeners: Vec<socket::Listener>,
     http_listener: std::net::TcpListener,
+    ready_file: Option<ReadyFile>,
     shared: Arc<Shared>,
     exporter: Arc<Exporter>,
     alerts: Arc<AlertShared>,
@@ -174,6 +193,7 @@ async fn serve(
         .map_err(|e| format!("cannot listen on HTTP_LISTEN (--http-listen) {addr}: {e}"))?;
     let local = http_listener.local_addr().unwrap_or(addr);
     tracing::info!(http = %local, "serving /metrics, /healthz and /state");
+    let bound = Bound::new(&listeners, local)?;
 
     let cancel = CancellationToken::new();
     // Off the runtime and off every lock: see `maintenance`.
@@ -230,8 +250,24 @@ async fn serve(
     let alerts_cancel = CancellationToken::new();
     let alert_task = tokio::spawn(alert_loop.run(shared.clone(), alerts, alerts_cancel.clone()));
 
-    let signal = shutdown_signal().await;
-    tracing::info!(signal, "shutting down");
+    tracing::info!(
+        udp = %bound.udp,
+        unix = bound.unix.as_deref().unwrap_or("-"),
+        http = %bound.http,
+        "ready: listening on every address"
+    );
+    let outcome = match ready_file.as_ref().map(|f| f.publish(&bound)) {
+        Some(Err(e)) => Err(e),
+        _ => {
+            let signal = shutdown_signal().await;
+            tracing::info!(signal, "shutting down");
+            Ok(())
+        }
+    };
+    // Not ready any more, from the first step of shutdown on.
+    if let Some(f) = &ready_file {
+        f.remove();
+    }
     cancel.cancel();
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
@@ -253,7 +289,102 @@ async fn serve(
         malformed = t.malformed_count(),
         "stopped"
     );
-    Ok(())
+    outcome
+}
+
+/// The addresses the receiver listens on, as bound (a port 0 resolved).
+#[derive(Debug, Serialize)]
+struct Bound {
+    udp: SocketAddr,
+    unix: Option<String>,
+    http: SocketAddr,
+}
+
+impl Bound {
+    fn new(listeners: &[socket::Listener], http: SocketAddr) -> Result<Bound, String> {
+        let mut udp = None;
+        let mut unix = None;
+        for l in listeners {
+            let addr = socket2::SockRef::from(&l.fd)
+                .local_addr()
+                .map_err(|e| format!("cannot read the address of {}: {e}", l.name))?;
+            if let Some(a) = addr.as_socket() {
+                udp = Some(a);
+            } else if let Some(p) = addr.as_pathname() {
+                unix = Some(p.display().to_string());
+            }
+        }
+        Ok(Bound {
+            udp: udp.ok_or("no UDP listener")?,
+            unix,
+            http,
+        })
+    }
+}
+
+/// `READY_FILE`: absent until the receiver listens everywhere, then the
+/// [`Bound`] addresses as one JSON object, put in place by a rename so that
+/// a reader never sees it half written.
+struct ReadyFile {
+    path: PathBuf,
+    temp: PathBuf,
+}
+
+impl ReadyFile {
+    /// Remove a stale file and check that the directory takes a new one.
+    fn prepare(path: &Path) -> Result<ReadyFile, String> {
+        let fail = |e: io::Error| {
+            format!(
+                "cannot write READY_FILE (--ready-file) {}: {e}; accepted: a file path in a \
+                 writable directory",
+                path.display()
+            )
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| fail(io::Error::other("no file name")))?;
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(".{}.tmp", std::process::id()));
+        let temp = path.with_file_name(temp_name);
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(fail(e)),
+            _ => {}
+        }
+        std::fs::File::create(&temp).map_err(fail)?;
+        Ok(ReadyFile {
+            path: path.to_path_buf(),
+            temp,
+        })
+    }
+
+    fn publish(&self, bound: &Bound) -> Result<(), String> {
+        let write = || -> io::Result<()> {
+            let mut f = std::fs::File::create(&self.temp)?;
+            serde_json::to_writer(&mut f, bound)?;
+            f.write_all(b"\n")?;
+            std::fs::rename(&self.temp, &self.path)
+        };
+        write().map_err(|e| {
+            format!(
+                "cannot write READY_FILE (--ready-file) {}: {e}",
+                self.path.display()
+            )
+        })
+    }
+
+    fn remove(&self) {
+        for p in [&self.path, &self.temp] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Drop for ReadyFile {
+    /// Also on a start-up error after [`ReadyFile::prepare`].
+    fn drop(&mut self) {
+        self.remove();
+    }
 }
 
 async fn shutdown_signal() -> &'static str {
