@@ -64,6 +64,11 @@ pub struct AlertStatus {
     pub maintenance: Option<MaintenanceStatus>,
     /// The last notifications decided on, newest last.
     pub recent: VecDeque<RecentNotification>,
+    /// Datagrams received before the last evaluation: whatever those called
+    /// for has been decided on (and queued) by the time this shows. Lets a
+    /// caller wait for the rules to have seen something, not for a guess
+    /// at how long they take.
+    pub judged_datagrams: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -208,9 +213,9 @@ impl AlertLoop {
             let n = self.maintenance_message(&t, now);
             self.send(None, n, now);
         }
-        let snap = {
+        let (snap, judged_datagrams) = {
             let p = shared.pipeline();
-            Snapshot::take(&p, shared.now_secs())
+            (Snapshot::take(&p, shared.now_secs()), p.totals.datagrams)
         };
         for sig in self.rules.evaluate(&snap, now) {
             if sig.notification.kind == Kind::Failover
@@ -255,6 +260,7 @@ impl AlertLoop {
             open_incidents: self.rules.open_incidents(&snap.labels),
             maintenance: Some(alerts.maintenance().status()),
             recent: self.recent.clone(),
+            judged_datagrams,
         };
         *alerts.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
     }
