@@ -11,7 +11,7 @@ mod webhook;
 
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use poolwatch::alert::delivery::{
@@ -29,6 +29,10 @@ const HOSTILE_ESCAPED: &str = "&lt;!channel&gt; &amp; &lt;http://evil|click&gt;"
 
 /// The secret part of every webhook URL these tests use.
 const TOKEN: &str = "XXXXXXXXXXXXXXXXXXXXXXXX";
+
+/// How long to wait for what must happen: it only bounds a failure, so it
+/// is generous for a busy machine (as `tests/common`'s).
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Everything logged by this test binary, at every level (`log` records
 /// of reqwest and hyper included), to search for the webhook URL.
@@ -99,11 +103,13 @@ fn number(body: &serde_json::Value) -> usize {
         .unwrap_or_else(|| panic!("no alert number in {header:?}"))
 }
 
+/// Quick retries; a request timeout no answering webhook reaches on a busy
+/// machine (a timed-out request that did arrive would be sent twice).
 fn config(url: &str) -> DeliveryConfig {
     DeliveryConfig {
         webhook: Some(Secret::new(url)),
         queue_size: 100,
-        timeout: Duration::from_millis(500),
+        timeout: PATIENCE,
         max_retry_for: Duration::from_secs(20),
         drain_deadline: Duration::from_secs(5),
         backoff_base: Duration::from_millis(20),
@@ -201,10 +207,10 @@ fn delivers_in_order_within_the_contract() {
     let h = Harness::start(config(&hook.url()));
     let done: Vec<_> = (0..3).map(|i| h.submit(notification(i))).collect();
     for rx in done {
-        assert_eq!(h.outcome(rx, Duration::from_secs(5)), Outcome::Sent);
+        assert_eq!(h.outcome(rx, PATIENCE), Outcome::Sent);
     }
 
-    let received = hook.wait_for(3, Duration::from_secs(5));
+    let received = hook.wait_for(3, PATIENCE);
     assert_eq!(received.len(), 3);
     let numbers: Vec<usize> = received.iter().map(|r| number(&r.body)).collect();
     assert_eq!(numbers, [0, 1, 2]);
@@ -233,9 +239,9 @@ fn delivers_in_order_within_the_contract() {
     assert_no_secret_logged();
 }
 
-/// Slack fails with 500 for about 3 s, then recovers: every notification
-/// is delivered exactly once afterwards, in order; only the head of the
-/// queue was retried meanwhile.
+/// Slack fails with 500 for a while (five attempts), then recovers: every
+/// notification is delivered exactly once afterwards, in order; only the
+/// head of the queue was retried meanwhile.
 #[test]
 fn server_errors_are_retried_in_order_without_loss() {
     let hook = Webhook::start();
@@ -243,18 +249,18 @@ fn server_errors_are_retried_in_order_without_loss() {
     let h = Harness::start(config(&hook.url()));
     let done: Vec<_> = (0..5).map(|i| h.submit(notification(i))).collect();
 
-    // Slack failing for 10 s, as in an outage of theirs.
-    std::thread::sleep(Duration::from_secs(10));
+    // Slack failing, as in an outage of theirs, for five attempts.
+    hook.wait_for(5, PATIENCE);
     hook.set_mode(Mode::Ok);
     for rx in done {
-        assert_eq!(h.outcome(rx, Duration::from_secs(5)), Outcome::Sent);
+        assert_eq!(h.outcome(rx, PATIENCE), Outcome::Sent);
     }
 
     let received = hook.received();
     let refused: Vec<_> = received.iter().filter(|r| r.answered == 500).collect();
     assert!(
         refused.len() >= 5,
-        "only {} attempts in 10 s",
+        "only {} refused attempts",
         refused.len()
     );
     assert!(
@@ -278,9 +284,9 @@ fn rate_limit_waits_for_retry_after() {
     });
     let h = Harness::start(config(&hook.url()));
     let done = h.submit(notification(0));
-    hook.wait_for(1, Duration::from_secs(5));
+    hook.wait_for(1, PATIENCE);
     hook.set_mode(Mode::Ok);
-    assert_eq!(h.outcome(done, Duration::from_secs(10)), Outcome::Sent);
+    assert_eq!(h.outcome(done, PATIENCE), Outcome::Sent);
 
     let received = hook.received();
     assert_eq!(received.len(), 2, "{received:?}");
@@ -289,7 +295,6 @@ fn rate_limit_waits_for_retry_after() {
     let answered = received[0].answered_at.unwrap();
     let waited = received[1].at.duration_since(answered);
     assert!(waited >= Duration::from_secs(2), "retried after {waited:?}");
-    assert!(waited < Duration::from_secs(3), "retried after {waited:?}");
     assert_eq!(hook.violations(), Vec::<String>::new());
     assert_no_secret_logged();
 }
@@ -308,24 +313,24 @@ fn permanent_refusals_fail_at_once() {
     ];
     for (i, (status, text)) in refusals.into_iter().enumerate() {
         hook.set_mode(Mode::Status(status, text));
-        let started = Instant::now();
         let done = h.submit(notification(i));
-        match h.outcome(done, Duration::from_secs(2)) {
+        match h.outcome(done, PATIENCE) {
             Outcome::Failed(reason) => {
                 assert!(reason.contains(&status.to_string()), "{reason}");
                 assert!(reason.contains(text), "{reason}");
             }
             Outcome::Sent => panic!("{status} reported as sent"),
         }
-        assert!(started.elapsed() < Duration::from_secs(1));
+        // At once: the failure came back after one request.
+        assert_eq!(hook.received().len(), i + 1);
     }
-    // No retries: wait longer than any backoff, then count.
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(hook.received().len(), refusals.len());
 
+    // No retries: delivery is one at a time, in order, so any retry of a
+    // refused one would have reached the webhook before the next.
     hook.set_mode(Mode::Ok);
     let done = h.submit(notification(9));
-    assert_eq!(h.outcome(done, Duration::from_secs(5)), Outcome::Sent);
+    assert_eq!(h.outcome(done, PATIENCE), Outcome::Sent);
+    assert_eq!(hook.received().len(), refusals.len() + 1);
     let accepted: Vec<usize> = hook.accepted().iter().map(number).collect();
     assert_eq!(accepted, [9]);
     assert_eq!(h.alerts("failover", "failed"), 4.0);
@@ -350,18 +355,13 @@ fn hanging_server_never_blocks_submit() {
         ..config(&hook.url())
     });
 
+    // Every submit returns while delivery is stuck on the first.
     let batch: Vec<Notification> = (0..1000).map(notification).collect();
-    let started = Instant::now();
     for n in batch {
         h.queue
             .submit(n, None)
             .unwrap_or_else(|n| panic!("refused {:?}", n.title));
     }
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_millis(100),
-        "1000 submits took {took:?}"
-    );
 
     // The task holds at most one notification, so the queue fills within
     // two more.
@@ -383,7 +383,7 @@ fn hanging_server_never_blocks_submit() {
 
     // Each attempt ends at the timeout and is retried. (Arrival times
     // trail the client's start of the request by a little.)
-    let received = hook.wait_for(3, Duration::from_secs(5));
+    let received = hook.wait_for(3, PATIENCE);
     for pair in received.windows(2) {
         let gap = pair[1].at.duration_since(pair[0].at);
         assert!(
@@ -412,9 +412,11 @@ fn shutdown_drains_then_reports_the_rest() {
     // Enough time: everything queued goes out.
     let hook = Webhook::start();
     hook.set_mode(Mode::Slow(Duration::from_millis(200)));
-    let mut h = Harness::start(config(&hook.url()));
+    let mut h = Harness::start(DeliveryConfig {
+        drain_deadline: PATIENCE,
+        ..config(&hook.url())
+    });
     let done: Vec<_> = (0..5).map(|i| h.submit(notification(i))).collect();
-    let started = Instant::now();
     let report = h.shutdown();
     assert_eq!(
         report,
@@ -424,9 +426,8 @@ fn shutdown_drains_then_reports_the_rest() {
             undelivered: 0
         }
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
     for rx in done {
-        assert_eq!(h.outcome(rx, Duration::from_secs(1)), Outcome::Sent);
+        assert_eq!(h.outcome(rx, PATIENCE), Outcome::Sent);
     }
     let accepted: Vec<usize> = hook.accepted().iter().map(number).collect();
     assert_eq!(accepted, [0, 1, 2, 3, 4]);
@@ -434,27 +435,21 @@ fn shutdown_drains_then_reports_the_rest() {
     assert_eq!(refused.unwrap_err().title, "alert #5");
     assert_eq!(h.alerts("failover", "dropped"), 1.0);
 
-    // Not enough time: one or two go out, the rest is reported.
+    // Not enough time: five answers take 3 s, the deadline is 1 s; what is
+    // left then is reported.
     let hook = Webhook::start();
     hook.set_mode(Mode::Slow(Duration::from_millis(600)));
     let mut h = Harness::start(DeliveryConfig {
-        timeout: Duration::from_secs(5),
         drain_deadline: Duration::from_secs(1),
         ..config(&hook.url())
     });
     // Numbers no other test uses, to find this test's log lines.
     let done: Vec<_> = (2000..2005).map(|i| h.submit(notification(i))).collect();
-    let started = Instant::now();
     let report = h.shutdown();
-    let took = started.elapsed();
-    assert!(took < Duration::from_millis(1500), "shutdown took {took:?}");
-    assert!(report.delivered >= 1, "{report:?}");
+    assert!(report.undelivered >= 1, "{report:?}");
     assert_eq!(report.failed, 0);
     assert_eq!(report.delivered + report.undelivered, 5, "{report:?}");
-    let outcomes: Vec<Outcome> = done
-        .into_iter()
-        .map(|rx| h.outcome(rx, Duration::from_secs(1)))
-        .collect();
+    let outcomes: Vec<Outcome> = done.into_iter().map(|rx| h.outcome(rx, PATIENCE)).collect();
     let sent = outcomes.iter().filter(|o| **o == Outcome::Sent).count();
     assert_eq!(sent as u64, report.delivered);
     assert!(
@@ -489,10 +484,13 @@ fn webhook_url_never_leaks() {
     };
     let mut reasons = Vec::new();
 
-    // Nothing listening.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    // Nothing listening: a port bound and never listened on, held for the
+    // test, so connecting is refused and no one else can take it.
+    let closed = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    closed
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let port = closed.local_addr().unwrap().as_socket().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/services/T000/B000/{TOKEN}");
     reasons.push(rt.block_on(delivery::send_one(&short(url), &notification(0))));
 
@@ -527,7 +525,7 @@ fn webhook_url_never_leaks() {
     // Through the queue, as `Outcome` reasons.
     let h = Harness::start(short(hook.url()));
     hook.set_mode(Mode::Status(400, "invalid_payload"));
-    match h.outcome(h.submit(notification(4)), Duration::from_secs(5)) {
+    match h.outcome(h.submit(notification(4)), PATIENCE) {
         Outcome::Failed(reason) => reasons.push(Err(reason)),
         Outcome::Sent => panic!("a 400 was reported as sent"),
     }

@@ -12,17 +12,19 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::dashboard;
 use common::poolwatch::{Poolwatch, poolwatch_bin};
 use common::webhook::Webhook;
 use common::{
-    DemoApp, Nginx, NginxOpts, SyslogTarget, free_port_tcp, header, try_http_request,
-    unique_temp_path, wait_until,
+    DemoApp, Nginx, NginxOpts, PATIENCE, SyslogTarget, header, listening_tcp_addrs,
+    try_http_request, unique_temp_path, wait_until,
 };
 
-/// Prometheus from Debian's package, scraping poolwatch every second.
+/// Prometheus from Debian's package, scraping poolwatch every second. It
+/// listens on port 0; the port it got is read from `/proc`, since
+/// Prometheus logs only the address it was given.
 struct Prometheus {
     child: Child,
     addr: String,
@@ -38,9 +40,8 @@ impl Prometheus {
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules}\nscrape_configs:\n  - job_name: poolwatch\n    static_configs:\n      - targets: ['{target}']\n"
         );
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let addr = format!("127.0.0.1:{}", free_port_tcp());
         let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".into());
-        let child = Command::new(&bin)
+        let mut child = Command::new(&bin)
             .arg(format!(
                 "--config.file={}",
                 dir.join("prometheus.yml").display()
@@ -49,19 +50,35 @@ impl Prometheus {
                 "--storage.tsdb.path={}",
                 dir.join("data").display()
             ))
-            .arg(format!("--web.listen-address={addr}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("start {bin} (installed by scripts/test): {e}"));
+        let log = |dir: &std::path::Path| {
+            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+        };
+        let mut listening = Vec::new();
+        let found = wait_until(PATIENCE, || {
+            listening = listening_tcp_addrs(child.id());
+            !listening.is_empty() || matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !found || listening.len() != 1 {
+            let _ = child.kill();
+            panic!(
+                "prometheus listens on {listening:?}, expected one address:\n{}",
+                log(&dir)
+            );
+        }
+        let addr = listening[0].to_string();
         let p = Prometheus { child, addr, dir };
         assert!(
-            wait_until(Duration::from_secs(20), || {
+            wait_until(PATIENCE, || {
                 try_http_request("GET", &p.addr, "/-/ready", b"", Duration::from_secs(1))
                     .is_ok_and(|r| r.0 == 200)
             }),
             "prometheus not ready:\n{}",
-            std::fs::read_to_string(p.dir.join("prometheus.log")).unwrap_or_default()
+            log(&p.dir)
         );
         p
     }
@@ -125,24 +142,19 @@ fn the_stack_fails_over_switches_and_feeds_the_dashboard() {
         assert_eq!(header(&headers, "x-release-id"), Some("blue-v1"));
     }
 
-    // Blue fails: told within a second of the first retried request.
+    // Blue fails: the first retried request is told, before anything else.
+    // (How fast is measured by benches/load.rs.)
     blue.chaos(Some("error"));
-    let t0 = Instant::now();
     let (status, headers, _) = nginx.get("/version");
     assert_eq!(
         (status, header(&headers, "x-app-pool")),
         (200, Some("green"))
     );
-    let got = hook.wait_for_accepted(1, Duration::from_secs(3));
+    let got = hook.wait_for_accepted(1, PATIENCE);
     let first = got[0].body["text"].as_str().unwrap_or_default().to_string();
     assert!(first.contains("Failover: blue → green"), "{first}");
-    assert!(
-        got[0].at - t0 < Duration::from_secs(1),
-        "told after {:?}",
-        got[0].at - t0
-    );
     // The small window makes blue's error rate alert too.
-    assert!(wait_until(Duration::from_secs(3), || count(
+    assert!(wait_until(PATIENCE, || count(
         &hook,
         "High error rate on blue"
     ) == 1));
@@ -150,7 +162,7 @@ fn the_stack_fails_over_switches_and_feeds_the_dashboard() {
     // Blue healthy again: nginx tries it after fail_timeout; recovery told.
     blue.chaos(None);
     assert!(
-        wait_until(Duration::from_secs(20), || {
+        wait_until(PATIENCE, || {
             let _ = nginx.get("/version");
             count(&hook, "Recovered: blue") == 1
         }),
@@ -205,24 +217,25 @@ fn the_stack_fails_over_switches_and_feeds_the_dashboard() {
     };
     // Let recovery from the check settle on blue first.
     assert!(
-        wait_until(Duration::from_secs(20), || count(&hook, "Recovered: blue")
-            >= 2),
+        wait_until(PATIENCE, || count(&hook, "Recovered: blue") >= 2),
         "{report}\n{:#?}",
         texts(&hook)
     );
+    let at_switch = sent.load(Ordering::Relaxed);
     nginx.switch("green");
     assert!(
-        wait_until(Duration::from_secs(10), || count(
-            &hook,
-            "Pool switch: blue → green"
-        ) == 1),
+        wait_until(PATIENCE, || count(&hook, "Pool switch: blue → green") == 1),
         "{:?}",
         texts(&hook)
     );
-    std::thread::sleep(Duration::from_secs(1));
+    // Traffic goes on through and after the switch.
+    assert!(
+        wait_until(PATIENCE, || sent.load(Ordering::Relaxed) >= at_switch + 50),
+        "only {} requests since the switch",
+        sent.load(Ordering::Relaxed) - at_switch
+    );
     stop.store(true, Ordering::Relaxed);
     traffic.join().unwrap();
-    assert!(sent.load(Ordering::Relaxed) > 50);
     assert_eq!(
         failed.load(Ordering::Relaxed),
         0,
@@ -243,7 +256,7 @@ fn the_stack_fails_over_switches_and_feeds_the_dashboard() {
     assert!(queries.len() >= 10, "{queries:?}");
     let mut empty = Vec::new();
     assert!(
-        wait_until(Duration::from_secs(15), || {
+        wait_until(PATIENCE, || {
             empty = queries
                 .iter()
                 .filter(|q| prom.query(&q.expr).map(|r| r.is_empty()).unwrap_or(true))

@@ -9,6 +9,37 @@
 //! nginx is found through `NGINX_BIN`, then `nginx` on `PATH`, then
 //! `/usr/sbin/nginx`. Every nginx runs in its own temporary prefix with its
 //! own ports, so tests may run in parallel.
+//!
+//! # Rules that keep the suite from flaking
+//!
+//! The suite must pass on a machine busy with something else, so:
+//!
+//! - **No port is picked and released.** Whatever listens binds port 0 and
+//!   the harness reads back what it got: poolwatch reports its addresses in
+//!   its ready file (`--ready-file`), demo-app prints its address on its
+//!   first stdout line (`PORT=0`), Prometheus is found listening through
+//!   `/proc` ([`listening_tcp_addrs`]). nginx cannot bind port 0 (its
+//!   `listen` needs the number), so [`Nginx::start`] binds the listening
+//!   socket itself on port 0 and hands it to nginx the way nginx's binary
+//!   upgrade does: the descriptor stays open across `exec` and its number
+//!   is in the `NGINX` environment variable (`NGINX="7;"`). nginx adopts an
+//!   inherited socket whose address matches a `listen` line, so the port was
+//!   never free for anyone else to take; reloads keep it. Clients such as
+//!   `check-failover` still reach nginx over plain TCP. The one port that
+//!   is never listened on ([`free_port_tcp`], for "connection refused" and
+//!   for addresses only written into a config) stays bound, unlistened, for
+//!   the life of the test process, so no one else can take it either.
+//! - **No sleep stands in for synchronisation.** Tests wait for what they
+//!   need to have happened ([`wait_until`] with [`PATIENCE`]): a metric
+//!   reaching a count, `/state` showing an incident, a file appearing, a
+//!   request reaching the webhook. The deadline only bounds a failure; it
+//!   is never what a test measures.
+//! - **No upper bound on time in `cargo test`.** How fast something
+//!   happens is measured in `benches/`; tests assert causality and order.
+//! - **What a test needs from the machine, it checks.** A test that needs
+//!   more than an unprivileged user gets (a large receive buffer) reads what
+//!   it was granted, says so on stderr ([`notice`]) and sizes its work to
+//!   fit, keeping its assertion meaningful.
 
 // Each test crate uses its own subset of the harness.
 #![allow(dead_code)]
@@ -34,8 +65,13 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// How long a test waits for something that must happen before it gives
+/// up. Generous on purpose: it only bounds a failure, and a machine busy
+/// with other work may take seconds for what usually takes milliseconds.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
 /// How long `DemoApp::start` and `Nginx::start` wait for readiness.
-pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+pub const START_TIMEOUT: Duration = PATIENCE;
 
 /// Timeout per read/write of [`http_request`]; longer than nginx's whole
 /// retry budget (`proxy_next_upstream_timeout 8s`).
@@ -45,22 +81,91 @@ pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// UTF-8) of an HTTP response.
 pub type HttpResponse = (u16, Vec<(String, String)>, String);
 
-/// Returns a UDP port on 127.0.0.1 that was free a moment ago.
-pub fn free_port_udp() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("bind a UDP port on 127.0.0.1")
-        .port()
+/// A TCP port on 127.0.0.1 that nothing listens on, reserved for the rest
+/// of this test process: a socket is bound to it and kept, never listening,
+/// so connecting is refused and no other process can bind it. For
+/// "connection refused" addresses and addresses only written into a
+/// config; never for a server to listen on (bind port 0 instead).
+pub fn free_port_tcp() -> u16 {
+    static RESERVED: std::sync::Mutex<Vec<socket2::Socket>> = std::sync::Mutex::new(Vec::new());
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("create a TCP socket");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind a TCP port on 127.0.0.1");
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("address of a bound TCP socket")
+        .port();
+    RESERVED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(socket);
+    port
 }
 
-/// Returns a TCP port on 127.0.0.1 that was free a moment ago. Nothing
-/// listens on it afterwards, so it also serves as a "connection refused"
-/// address.
-pub fn free_port_tcp() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("bind a TCP port on 127.0.0.1")
-        .port()
+/// Says something on the test process's real stderr, past the test
+/// harness's capture: for what a passing test must still tell its reader,
+/// such as a check it had to scale down to what this machine grants.
+pub fn notice(message: &str) {
+    let _ = writeln!(io::stderr().lock(), "note: {message}");
+}
+
+/// Bytes queued in the receive buffer of the IPv4 UDP socket bound to
+/// `addr` (`rx_queue` in `/proc/net/udp`), `None` if no such socket exists.
+pub fn udp_receive_queue(addr: SocketAddr) -> Option<usize> {
+    let text = fs::read_to_string("/proc/net/udp").ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if proc_net_addr(fields.get(1)?)? != addr {
+            return None;
+        }
+        let (_, rx) = fields.get(4)?.split_once(':')?;
+        usize::from_str_radix(rx, 16).ok()
+    })
+}
+
+/// An IPv4 `ADDR:PORT` field of `/proc/net/{tcp,udp}`: the address is the
+/// kernel's 32-bit value printed in host order, the port a plain number.
+fn proc_net_addr(field: &str) -> Option<SocketAddr> {
+    let (ip, port) = field.split_once(':')?;
+    let ip = u32::from_str_radix(ip, 16).ok()?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    Some(SocketAddr::from((ip.to_ne_bytes(), port)))
+}
+
+/// The TCP addresses process `pid` listens on, found through its open
+/// descriptors and `/proc/net/tcp`: how the harness learns the port a
+/// program given port 0 bound when the program does not say.
+pub fn listening_tcp_addrs(pid: u32) -> Vec<SocketAddr> {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: Vec<u64> = fds
+        .filter_map(|fd| {
+            let target = fs::read_link(fd.ok()?.path()).ok()?;
+            let target = target.to_str()?;
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let text = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // 0A is TCP_LISTEN.
+            if *fields.get(3)? != "0A" || !inodes.contains(&fields.get(9)?.parse().ok()?) {
+                return None;
+            }
+            proc_net_addr(fields.get(1)?)
+        })
+        .collect()
 }
 
 /// Sends one HTTP/1.1 request with `Connection: close` and reads the whole
@@ -445,11 +550,13 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Renders `nginx/nginx.conf.template` with `nginx/render.sh` into a new
-    /// temporary directory (listening on a free loopback port, pid, error
+    /// Binds a listening socket on `127.0.0.1:0`, renders
+    /// `nginx/nginx.conf.template` with `nginx/render.sh` into a new
+    /// temporary directory (listening on that socket's address, pid, error
     /// log and temp paths inside that directory), applies `opts.edit`,
-    /// starts `nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'` and waits
-    /// until `/nginx-health` answers.
+    /// starts `nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'` with the
+    /// socket inherited (see the module docs) and waits until
+    /// `/nginx-health` answers.
     pub fn start(opts: NginxOpts) -> Nginx {
         let bin = nginx_bin();
         assert!(
@@ -470,36 +577,53 @@ impl Nginx {
             addr: String::new(),
             opts,
         };
-        // The listen port is chosen before nginx binds it, so another process
-        // may take it in between; try again with a new one if so.
-        for _ in 0..5 {
-            nginx.addr = format!("127.0.0.1:{}", free_port_tcp());
-            nginx.render(&nginx.opts.active_pool.clone());
-            match nginx.spawn_and_wait() {
-                Ok(()) => return nginx,
-                Err(log) if log.contains("Address already in use") => continue,
-                Err(log) => panic!("nginx did not start:\n{log}"),
-            }
+        // Bound here, on port 0, and handed over: nginx never has to bind a
+        // port that something else could have taken meanwhile.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind nginx's listening socket");
+        nginx.addr = listener.local_addr().expect("local address").to_string();
+        nginx.render(&nginx.opts.active_pool.clone());
+        if let Err(log) = nginx.spawn_and_wait(listener) {
+            panic!("nginx did not start:\n{log}");
         }
-        panic!("nginx could not bind a free port after 5 attempts");
+        nginx
     }
 
-    fn spawn_and_wait(&mut self) -> Result<(), String> {
+    /// Starts nginx with `listener` inherited, then drops this process's
+    /// copy: nginx's master keeps the socket (across reloads too), and once
+    /// nginx is gone the port refuses connections instead of queueing them.
+    fn spawn_and_wait(&mut self, listener: TcpListener) -> Result<(), String> {
+        use std::os::fd::AsRawFd;
         let stderr = fs::File::create(self.dir.join("stderr.log")).expect("create stderr.log");
-        let child = Command::new(nginx_bin())
-            .arg("-p")
+        let fd = listener.as_raw_fd();
+        let mut cmd = Command::new(nginx_bin());
+        cmd.arg("-p")
             .arg(&self.dir)
             .arg("-c")
             .arg(self.conf_path())
             .args(["-g", "daemon off;"])
             .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
+            // nginx's binary-upgrade handover: listening sockets it inherits.
+            .env("NGINX", format!("{fd};"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             // Own process group, so that drop can kill workers too.
-            .process_group(0)
+            .process_group(0);
+        // SAFETY: runs in the forked child before exec, and only calls
+        // fcntl(2), which is async-signal-safe; it clears close-on-exec on
+        // the listener's descriptor, which the child shares by number.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
             .spawn()
             .map_err(|e| format!("spawn {}: {e}", nginx_bin().display()))?;
+        drop(listener);
         self.child = Some(child);
         let addr = self.addr.clone();
         let deadline = Instant::now() + START_TIMEOUT;
