@@ -56,7 +56,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{env_u64, free_port, get, scrape};
+use support::{env_u64, get, scrape};
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -343,12 +343,9 @@ impl Rx {
     }
 
     fn start_poolwatch(bin: &Path, buffer: u64, webhook: Option<String>) -> Result<Rx, String> {
-        let udp = free_port(|a| UdpSocket::bind(a).and_then(|s| s.local_addr()))?;
-        let http = free_port(|a| TcpListener::bind(a).and_then(|s| s.local_addr()))?;
         let mut cmd = Command::new(bin);
-        cmd.args(["--udp-listen", &udp.to_string()])
-            .args(["--http-listen", &http.to_string()])
-            .args(["--recv-buffer", &buffer.to_string()])
+        let ready = support::listen_on_port_zero(&mut cmd);
+        cmd.args(["--recv-buffer", &buffer.to_string()])
             .args(["--pools", "blue,green", "--log-level", "warn"])
             // Nothing from the caller's shell or a .env file (a webhook
             // URL, other thresholds) may change what is measured.
@@ -359,19 +356,21 @@ impl Rx {
         if let Some(url) = webhook {
             cmd.env("SLACK_WEBHOOK_URL", url);
         }
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let bound = support::wait_ready(&mut child, &ready);
         let mut rx = Rx {
             kind: Kind::Poolwatch,
             child: Some(child),
             _stdin: None,
-            udp,
-            ctl: http,
+            udp: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ctl: SocketAddr::from(([127, 0, 0, 1], 0)),
             granted: 0,
         };
-        wait_healthy(http)?;
-        rx.granted = granted_buffer(http)?;
+        let bound = bound?;
+        (rx.udp, rx.ctl) = (bound.udp, bound.http);
+        rx.granted = granted_buffer(bound.http)?;
         Ok(rx)
     }
 
@@ -471,17 +470,6 @@ fn build_poolwatch() -> Result<Binary, String> {
     std::fs::copy(&built, &copy)
         .map_err(|e| format!("cannot copy {} aside: {e}", built.display()))?;
     Ok(Binary(copy))
-}
-
-fn wait_healthy(http: SocketAddr) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if matches!(get(http, "/healthz"), Ok((200, _))) {
-            return Ok(());
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    Err(format!("poolwatch did not answer on {http}/healthz"))
 }
 
 /// The receive buffer poolwatch was granted, from `/state`.

@@ -1,7 +1,7 @@
 //! Receiver memory under hostile traffic: does RSS stay flat when every
 //! datagram names addresses, URIs, user agents and pools never seen before?
 //!
-//! Starts the release `poolwatch` binary on free loopback ports, sends it
+//! Starts the release `poolwatch` binary on loopback port 0, sends it
 //! 10 million unique datagrams with the load generator (`--hostile`, the
 //! failover scenario so that half the lines carry two upstream addresses),
 //! paced so that the receiver keeps up, and reads the receiver's VmRSS and
@@ -17,9 +17,8 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{env_u64, free_port, get, scrape};
+use support::{env_u64, scrape};
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::thread;
@@ -50,10 +49,8 @@ fn run() -> Result<(), String> {
     let count = env_u64("MEMORY_BENCH_COUNT", 10_000_000)?;
     let bin = support::release_poolwatch()?;
 
-    let udp = free_port(|a| UdpSocket::bind(a).and_then(|s| s.local_addr()))?;
-    let http = free_port(|a| TcpListener::bind(a).and_then(|s| s.local_addr()))?;
-    let mut receiver = Receiver::start(&bin, udp, http)?;
-    wait_healthy(http)?;
+    let (mut receiver, bound) = Receiver::start(&bin)?;
+    let (udp, http) = (bound.udp, bound.http);
     let pid = receiver.pid();
     let at_start = read_status(pid)?;
     println!(
@@ -149,10 +146,11 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn start(bin: &PathBuf, udp: SocketAddr, http: SocketAddr) -> Result<Receiver, String> {
-        let child = Command::new(bin)
-            .args(["--udp-listen", &udp.to_string()])
-            .args(["--http-listen", &http.to_string()])
+    /// Start on loopback port 0; returns where it listens once it does.
+    fn start(bin: &PathBuf) -> Result<(Receiver, support::Bound), String> {
+        let mut cmd = Command::new(bin);
+        let ready = support::listen_on_port_zero(&mut cmd);
+        let child = cmd
             .args(["--pools", "blue,green", "--log-level", "warn"])
             // Away from any .env in the working tree.
             .current_dir(std::env::temp_dir())
@@ -160,7 +158,9 @@ impl Receiver {
             .stdout(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        Ok(Receiver { child: Some(child) })
+        let mut receiver = Receiver { child: Some(child) };
+        let bound = support::wait_ready(receiver.child.as_mut().expect("just set"), &ready)?;
+        Ok((receiver, bound))
     }
 
     fn pid(&self) -> u32 {
@@ -183,17 +183,6 @@ impl Drop for Receiver {
             let _ = child.wait();
         }
     }
-}
-
-fn wait_healthy(http: SocketAddr) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if matches!(get(http, "/healthz"), Ok((200, _))) {
-            return Ok(());
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    Err(format!("the receiver did not answer on {http}/healthz"))
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -1,13 +1,13 @@
 //! What the receiver benchmarks share: settings from the environment, the
-//! release binary, free loopback ports, and reading poolwatch's own
-//! counters over HTTP.
+//! release binary, starting it on port 0 and reading back where it listens
+//! (its ready file), and reading poolwatch's own counters over HTTP.
 
 // Each bench uses its own subset.
 #![allow(dead_code)]
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -41,12 +41,67 @@ pub fn release_poolwatch() -> Result<PathBuf, String> {
         .ok_or_else(|| format!("no poolwatch binary next to {}", exe.display()))
 }
 
-/// A loopback port free right now. Another process could take it before the
-/// receiver binds it; the receiver then fails to start, which is reported.
-pub fn free_port(
-    bind: impl Fn(SocketAddr) -> io::Result<SocketAddr>,
-) -> Result<SocketAddr, String> {
-    bind(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| format!("no free loopback port: {e}"))
+/// Where a receiver started with [`listen_on_port_zero`] listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub udp: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// Make `cmd` (a `poolwatch` command) listen on port 0 of loopback for UDP
+/// and HTTP and write its ready file; returns the file's path, for
+/// [`wait_ready`]. No port is chosen before poolwatch binds it, so nothing
+/// else on the machine can take it first.
+pub fn listen_on_port_zero(cmd: &mut Command) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!(
+        "poolwatch-bench-ready-{}-{n}.json",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    cmd.args([
+        "--udp-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ])
+    .arg("--ready-file")
+    .arg(&path);
+    path
+}
+
+/// Wait for `child`'s ready file at `path` (it appears, complete, once
+/// every listener is bound and receiving) and read the addresses from it;
+/// then remove it. Fails if the child exits first or after 30 s, which
+/// only bounds a failure.
+pub fn wait_ready(child: &mut Child, path: &Path) -> Result<Bound, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            break text;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("poolwatch exited at start-up: {status}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("poolwatch wrote no {} within 30 s", path.display()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = std::fs::remove_file(path);
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("ready file {text:?}: {e}"))?;
+    let addr = |key: &str| -> Result<SocketAddr, String> {
+        v[key]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("no {key} address in the ready file {text:?}"))
+    };
+    Ok(Bound {
+        udp: addr("udp")?,
+        http: addr("http")?,
+    })
 }
 
 /// A minimal HTTP/1.1 GET: status and body.
