@@ -243,6 +243,12 @@ fn backlog_drains_exactly_and_in_order(name: &str, args: &[&str]) {
     let pid = pw.pid() as libc::pid_t;
     // SAFETY: signalling our own child, which is running.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
+    // kill(2) returns before every thread has stopped: a receive thread
+    // still running would take part of the backlog.
+    assert!(
+        common::wait_until(common::PATIENCE, || all_threads_stopped(pw.pid())),
+        "poolwatch did not stop"
+    );
 
     // What the kernel charges per datagram, measured on the first one; it
     // drops beyond twice the granted size (`receive_budget`), so fill at
@@ -294,4 +300,20 @@ fn backlog_drains_exactly_and_in_order(name: &str, args: &[&str]) {
     let blue = pw.pool_state("blue");
     assert_eq!(blue["count_window"]["requests"], 20, "{blue}");
     assert_eq!(blue["count_window"]["failures"], 4, "{blue}");
+}
+
+/// Whether every thread of process `pid` is in the stopped state (`T` in
+/// `/proc/PID/task/*/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses.
+            stat.rfind(')')
+                .and_then(|end| stat[end + 1..].split_whitespace().next())
+                == Some("T")
+        })
+    })
 }
