@@ -12,9 +12,13 @@
 //! |---------------------|-----------|------------------------------------------------|
 //! | `APP_POOL`          | `unknown` | value of `X-App-Pool` (e.g. `blue`)            |
 //! | `RELEASE_ID`        | `unknown` | value of `X-Release-Id` (e.g. `blue-v1`)       |
-//! | `PORT`              | `3000`    | TCP port to listen on                          |
+//! | `PORT`              | `3000`    | TCP port to listen on; `0`: the kernel picks   |
 //! | `BIND`              | `0.0.0.0` | address to listen on                           |
 //! | `CHAOS_TIMEOUT_SEC` | `30`      | delay in `timeout` chaos (fractions allowed)   |
+//!
+//! The first line on stdout names the address bound (`demo-app pool=blue
+//! release=blue-v1 listening on 127.0.0.1:40123`), so whoever starts it
+//! with `PORT=0` learns the port without choosing one first (the tests do).
 //!
 //! Routes:
 //!
