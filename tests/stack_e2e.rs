@@ -211,6 +211,8 @@ fn the_stack_fails_over_switches_and_feeds_the_dashboard() {
                 if !ok {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
+                // Paces the traffic (at most ~50 requests a second); nothing
+                // waits on it.
                 std::thread::sleep(Duration::from_millis(20));
             }
         })
