@@ -147,17 +147,12 @@ pub fn main(cli: &Cli) -> Result<(), String> {
             .map_err(|e| format!("cannot set up alert delivery: {e}"))?;
         let alert_loop =
             exporter.register(|| AlertLoop::new(rules, notifier, queue, &labels, known));
-        let result = serve(
-            cli,
-            listeners,
-            http_listener,
+        let sockets = Sockets {
+            receivers: listeners,
+            http: http_listener,
             ready_file,
-            shared,
-            exporter,
-            alerts,
-            alert_loop,
-        )
-        .await;
+        };
+        let result = serve(cli, sockets, shared, exporter, alerts, alert_loop).await;
         let report = delivery.shutdown().await;
         tracing::info!(
             delivered = report.delivered,
@@ -180,15 +175,18 @@ fn bind_http(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, String
 
 async fn serve(
     cli: &Cli,
-    listeners: Vec<socket::Listener>,
-    http_listener: std::net::TcpListener,
-    ready_file: Option<ReadyFile>,
+    sockets: Sockets,
     shared: Arc<Shared>,
     exporter: Arc<Exporter>,
     alerts: Arc<AlertShared>,
     alert_loop: AlertLoop,
 ) -> Result<(), String> {
     let addr = cli.receiver.http_listen;
+    let Sockets {
+        receivers: listeners,
+        http: http_listener,
+        ready_file,
+    } = sockets;
     let http_listener = tokio::net::TcpListener::from_std(http_listener)
         .map_err(|e| format!("cannot listen on HTTP_LISTEN (--http-listen) {addr}: {e}"))?;
     let local = http_listener.local_addr().unwrap_or(addr);
@@ -290,6 +288,13 @@ async fn serve(
         "stopped"
     );
     outcome
+}
+
+/// What `main` bound and prepared for `serve`.
+struct Sockets {
+    receivers: Vec<socket::Listener>,
+    http: std::net::TcpListener,
+    ready_file: Option<ReadyFile>,
 }
 
 /// The addresses the receiver listens on, as bound (a port 0 resolved).

@@ -40,40 +40,59 @@ fn port_zero_is_reported_in_the_log_and_the_ready_file() {
     assert!(!pw.ready_file_exists(), "ready file left behind");
 }
 
-/// A ready file from an earlier run is removed before anything is bound,
-/// so nobody reads stale addresses; a start-up failure leaves neither it
-/// nor a temporary file behind.
+/// A ready file from an earlier run is removed once the ports are bound,
+/// so nobody reads stale addresses, and a start that fails after that
+/// leaves neither it nor a temporary file behind. A start that cannot bind
+/// its ports (another instance has them) leaves that instance's file be.
 #[test]
 fn a_stale_ready_file_is_removed_and_a_failed_start_leaves_none() {
     let dir = common::unique_temp_path("poolwatch-ready-dir");
     std::fs::create_dir_all(&dir).unwrap();
     let ready = dir.join("ready.json");
-    std::fs::write(
-        &ready,
-        r#"{"udp":"127.0.0.1:1","unix":null,"http":"127.0.0.1:2"}"#,
-    )
-    .unwrap();
-    // A UDP address this test holds: binding it fails.
+    let stale = r#"{"udp":"127.0.0.1:1","unix":null,"http":"127.0.0.1:2"}"#;
+    let start = |udp: &str, extra: &[&str]| {
+        Command::new(poolwatch_bin())
+            .args(["--udp-listen", udp, "--http-listen", "127.0.0.1:0"])
+            .args(extra)
+            .arg("--ready-file")
+            .arg(&ready)
+            .env_clear()
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap()
+    };
+    let files = || -> Vec<_> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
+    };
+
+    // A UDP address this test holds: binding it fails first.
+    std::fs::write(&ready, stale).unwrap();
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let taken_addr = taken.local_addr().unwrap().to_string();
-    let out = Command::new(poolwatch_bin())
-        .args(["--udp-listen", &taken_addr, "--http-listen", "127.0.0.1:0"])
-        .arg("--ready-file")
-        .arg(&ready)
-        .env_clear()
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap();
+    let out = start(&taken_addr, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("UDP_LISTEN"), "{err}");
-    let left: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(std::fs::read_to_string(&ready).unwrap(), stale);
+    assert_eq!(files().len(), 1, "{:?}", files());
     drop(taken);
+
+    // Ports bound, then the unix path is a plain file: too late for the
+    // stale file, and nothing of this start is left.
+    let not_a_socket = dir.join("not-a-socket");
+    std::fs::write(&not_a_socket, "x").unwrap();
+    let out = start(
+        "127.0.0.1:0",
+        &["--unix-listen", not_a_socket.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("UNIX_LISTEN"), "{err}");
+    assert_eq!(files(), [not_a_socket.file_name().unwrap()], "left behind");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

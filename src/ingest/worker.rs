@@ -137,9 +137,8 @@ impl Worker {
     /// Hand the full `batch`, received at window clock `now`, to the worker
     /// and put an empty one of the same size in its place: a spare, a new
     /// one while fewer than [`IN_FLIGHT`] exist, or else the first to come
-    /// back. Returns
-    /// false, leaving `batch` as it was, if the worker is gone; the caller
-    /// then parses it itself.
+    /// back. Returns false, leaving `batch` as it was, if the worker is
+    /// gone; the caller then parses it itself.
     pub fn hand_over(&mut self, batch: &mut RecvBatch, now: u64) -> bool {
         if self.jobs.is_none() {
             return false;
