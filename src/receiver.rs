@@ -191,7 +191,7 @@ async fn serve(
         .map_err(|e| format!("cannot listen on HTTP_LISTEN (--http-listen) {addr}: {e}"))?;
     let local = http_listener.local_addr().unwrap_or(addr);
     tracing::info!(http = %local, "serving /metrics, /healthz and /state");
-    let bound = Bound::new(&listeners, local)?;
+    let bound = Bound::new(&listeners, cli.receiver.unix_listen.as_deref(), local)?;
 
     let cancel = CancellationToken::new();
     // Off the runtime and off every lock: see `maintenance`.
@@ -306,17 +306,22 @@ struct Bound {
 }
 
 impl Bound {
-    fn new(listeners: &[socket::Listener], http: SocketAddr) -> Result<Bound, String> {
+    /// The unix socket is named by its configured path: it is bound inside
+    /// a private directory and renamed into place, so the socket's own
+    /// address still names the directory it was bound in.
+    fn new(
+        listeners: &[socket::Listener],
+        unix_path: Option<&std::path::Path>,
+        http: SocketAddr,
+    ) -> Result<Bound, String> {
         let mut udp = None;
-        let mut unix = None;
+        let unix = unix_path.map(|p| p.display().to_string());
         for l in listeners {
             let addr = socket2::SockRef::from(&l.fd)
                 .local_addr()
                 .map_err(|e| format!("cannot read the address of {}: {e}", l.name))?;
             if let Some(a) = addr.as_socket() {
                 udp = Some(a);
-            } else if let Some(p) = addr.as_pathname() {
-                unix = Some(p.display().to_string());
             }
         }
         Ok(Bound {
