@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use crate::alert::delivery::Secret;
 use crate::config::{MaintenanceAction, MaintenanceArgs};
 use crate::maintenance::MaintenanceStatus;
+use crate::secret::Secret;
 
 /// Run the subcommand; prints the resulting state.
 pub fn main(args: &MaintenanceArgs, token: Option<&Secret>) -> Result<(), String> {
@@ -20,7 +20,7 @@ pub fn main(args: &MaintenanceArgs, token: Option<&Secret>) -> Result<(), String
 }
 
 async fn call(args: &MaintenanceArgs, token: Option<&Secret>) -> Result<MaintenanceStatus, String> {
-    crate::alert::delivery::install_crypto_provider();
+    crate::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

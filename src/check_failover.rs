@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 
+use crate::duration::parse_duration;
+use crate::tls::install_crypto_provider;
+
 /// Share of responses that must come from the backup during chaos.
 const BACKUP_SHARE: f64 = 0.95;
 
@@ -43,15 +46,15 @@ pub struct CheckFailoverArgs {
     pub modes: Vec<ChaosMode>,
 
     /// How long to send requests in each mode, e.g. 10s.
-    #[arg(long, default_value = "10s", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
 
     /// Longest a single request may take before it counts as failed.
-    #[arg(long, default_value = "10s", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
     /// How long the primary may take to serve again after chaos stops.
-    #[arg(long, default_value = "30s", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub recovery_timeout: Duration,
 
     /// Path requested through nginx.
@@ -114,7 +117,7 @@ pub fn main(args: &CheckFailoverArgs, active_pool: &str) -> Result<(), String> {
 }
 
 async fn run(args: &CheckFailoverArgs, active_pool: &str) -> Result<(), String> {
-    crate::alert::delivery::install_crypto_provider();
+    install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(args.request_timeout)
         .build()

@@ -16,11 +16,13 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::alert::delivery::{DeliveryConfig, Secret, check_webhook_url};
+use crate::alert::delivery::{DeliveryConfig, check_webhook_url};
+use crate::duration::parse_duration;
 use crate::ingest::allow::AllowList;
 use crate::pipeline::PipelineConfig;
 use crate::pools::PoolSet;
 use crate::rules::RulesConfig;
+use crate::secret::Secret;
 
 const ABOUT: &str = "Watch a blue/green nginx pair through its syslog access log.";
 
@@ -471,12 +473,6 @@ fn parse_bool(s: &str) -> Result<bool, String> {
         "false" | "no" | "off" | "0" => Ok(false),
         _ => Err("accepted: true or false (also yes/no, on/off, 1/0)".into()),
     }
-}
-
-/// Parse `30m`, `2h`, `90s`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|_| "accepted: a duration such as 90s, 30m or 2h".to_string())
 }
 
 fn parse_percent(s: &str) -> Result<f64, String> {

@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use poolwatch::alert::delivery::{
-    self, AlertQueue, DeliveryConfig, DeliveryHandle, DeliveryMetrics, Outcome, Secret,
-    ShutdownReport,
+    self, AlertQueue, DeliveryConfig, DeliveryHandle, DeliveryMetrics, Outcome, ShutdownReport,
 };
 use poolwatch::alert::slack::check_contract;
 use poolwatch::alert::{Kind, Notification, Severity};
+use poolwatch::secret::Secret;
 use tokio::sync::oneshot;
 use webhook::{Mode, Webhook};
 

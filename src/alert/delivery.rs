@@ -32,18 +32,19 @@
 //! out until `drain_deadline`; anything left then is logged one line per
 //! notification and counted `failed`, so no alert disappears unreported.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::{Kind, Notification, slack, stdout};
+use crate::secret::Secret;
+use crate::tls::install_crypto_provider;
 
 /// `poolwatch_alerts_total{kind,outcome}`.
 pub const ALERTS_TOTAL: &str = "poolwatch_alerts_total";
@@ -64,68 +65,6 @@ const RETRY_AFTER_DEFAULT: Duration = Duration::from_secs(1);
 /// Most bytes of an error response kept for the log: Slack's answers are
 /// one word, anything longer is a proxy's HTML page.
 const ERROR_BODY_MAX: usize = 300;
-
-/// A credential that must not appear in logs, errors or `/state`: its
-/// `Debug`, `Display` and `Serialize` all print `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Replaces every occurrence of the secret, and of its URL path (the
-    /// part of a webhook URL that is the actual token), in `text`.
-    pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.replace(self.0.as_str(), "[redacted]");
-        if let Some(path) = reqwest::Url::parse(&self.0)
-            .ok()
-            .map(|u| u.path().to_owned())
-            .filter(|p| p.len() > 1)
-        {
-            out = out.replace(&path, "/[redacted]");
-        }
-        out
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("[redacted]")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Secret, Self::Err> {
-        Ok(Secret::new(s))
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Secret {
-        Secret(s)
-    }
-}
 
 /// Checks that `url` is an absolute http(s) URL with a host, with a message
 /// that does not repeat it, for settings validation.
@@ -621,13 +560,6 @@ enum Payload {
     Json(Vec<u8>),
 }
 
-/// reqwest is built without a default crypto provider (the default one
-/// needs cmake and a C toolchain beyond cc); ring is ours. A provider
-/// installed earlier is fine too. Call before building any HTTPS client.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 impl Sink {
     fn new(cfg: &DeliveryConfig) -> Result<Sink, String> {
         let Some(url) = &cfg.webhook else {
@@ -809,26 +741,17 @@ fn chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
     use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+    use std::fmt;
 
     const URL: &str = "https://hooks.slack.com/services/T000/B000/XXXXSECRET";
 
     #[test]
-    fn secret_never_prints() {
-        let s = Secret::new(URL);
-        assert_eq!(format!("{s}"), "[redacted]");
-        assert_eq!(format!("{s:?}"), "[redacted]");
-        assert_eq!(serde_json::to_string(&s).unwrap(), "\"[redacted]\"");
+    fn the_config_never_prints_the_webhook() {
         let cfg = DeliveryConfig {
-            webhook: Some(s.clone()),
+            webhook: Some(Secret::new(URL)),
             ..DeliveryConfig::default()
         };
         assert!(!format!("{cfg:?}").contains("XXXX"));
-        assert_eq!(
-            s.scrub(&format!(
-                "error for ({URL}) and /services/T000/B000/XXXXSECRET"
-            )),
-            "error for ([redacted]) and /[redacted]"
-        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::AppState;
 use super::routes::error;
-use crate::alert::delivery::Secret;
+use crate::secret::Secret;
 
 /// A caller allowed to change state.
 #[derive(Debug, Clone, Copy)]

@@ -25,9 +25,9 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::alert::delivery::Secret;
 use crate::alerting::AlertShared;
 use crate::metrics::Exporter;
+use crate::secret::Secret;
 use crate::state::Shared;
 
 pub use serve::{HttpMetrics, Limits, serve};

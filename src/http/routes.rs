@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::admin::Admin;
 use crate::alerting::now_unix;
-use crate::config::parse_duration;
+use crate::duration::parse_duration;
 use crate::maintenance::Source;
 
 /// A receive loop wakes at least every 200 ms; this much silence means it
