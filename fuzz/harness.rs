@@ -12,11 +12,11 @@
 
 use std::sync::OnceLock;
 
+use poolwatch::alerting::rules::RulesConfig;
 use poolwatch::config::Cli;
 use poolwatch::pipeline::{Pipeline, PipelineConfig};
 use poolwatch::record::{Decoder, INPUT_PADDING};
 use poolwatch::replay::Replayer;
-use poolwatch::rules::RulesConfig;
 use poolwatch::upstream::MAX_ATTEMPTS;
 use poolwatch::window::WindowStats;
 

@@ -2,8 +2,8 @@
 //! sink, so a new webhook can be checked before it is needed. Exits
 //! non-zero with Slack's reason when delivery fails.
 
-use crate::alert::delivery;
-use crate::alert::{Kind, Notification, Severity};
+use crate::alerting::delivery;
+use crate::alerting::finding::{Kind, Notification, Severity};
 use crate::config::Cli;
 use crate::logtime::format_rfc3339;
 

@@ -16,12 +16,12 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::alert::delivery::{DeliveryConfig, check_webhook_url};
+use crate::alerting::delivery::{DeliveryConfig, check_webhook_url};
+use crate::alerting::rules::RulesConfig;
 use crate::duration::parse_duration;
 use crate::ingest::allow::AllowList;
 use crate::pipeline::PipelineConfig;
 use crate::pools::PoolSet;
-use crate::rules::RulesConfig;
 use crate::secret::Secret;
 
 const ABOUT: &str = "Watch a blue/green nginx pair through its syslog access log.";

@@ -8,7 +8,6 @@
 //! the result; [`receiver`] and [`replay`] are the two ways to run it.
 
 pub mod admin_client;
-pub mod alert;
 pub mod alert_test;
 pub mod alerting;
 pub mod check_failover;
@@ -20,13 +19,11 @@ pub mod loadgen;
 pub mod logtime;
 pub mod maintenance;
 pub mod metrics;
-pub mod notify;
 pub mod pipeline;
 pub mod pools;
 pub mod receiver;
 pub mod record;
 pub mod replay;
-pub mod rules;
 pub mod secret;
 pub mod state;
 pub mod syslog;

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::Kind;
+use crate::alerting::finding::Kind;
 use crate::logtime::format_rfc3339;
 
 /// Who turned maintenance on.

@@ -79,7 +79,7 @@ impl Exporter {
     pub fn new(pools: &PoolSet) -> Exporter {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(
-                Matcher::Full(crate::alert::delivery::DELIVERY_SECONDS.to_string()),
+                Matcher::Full(crate::alerting::delivery::DELIVERY_SECONDS.to_string()),
                 &ALERT_DELIVERY_BUCKETS,
             )
             .expect("bucket list is not empty")

@@ -25,16 +25,17 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::delivery::{self, DeliveryMetrics};
-use crate::alerting::{AlertLoop, AlertShared, now_unix};
+use crate::alerting::delivery::{self, DeliveryMetrics};
+use crate::alerting::engine::{AlertLoop, AlertShared};
+use crate::alerting::incident::Notifier;
+use crate::alerting::now_unix;
+use crate::alerting::rules::Rules;
 use crate::config::Cli;
 use crate::http::{self, AppState};
 use crate::ingest::{self, socket};
 use crate::maintenance::Maintenance;
 use crate::metrics::Exporter;
-use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
-use crate::rules::Rules;
 use crate::state::{ListenerInfo, Shared};
 
 /// Run until a signal arrives. Errors are start-up failures, already worded

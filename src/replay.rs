@@ -27,14 +27,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::alert::Notification;
+use crate::alerting::finding::Notification;
+use crate::alerting::incident::{Decision, Notifier};
+use crate::alerting::rules::{Rules, RulesConfig, Snapshot};
 use crate::config::{Cli, ReplayArgs};
 use crate::ingest::batch::DATAGRAM_MAX;
 use crate::logtime;
-use crate::notify::{Decision, Notifier};
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::record::{Decoder, INPUT_PADDING};
-use crate::rules::{Rules, RulesConfig, Snapshot};
 use crate::upstream::Outcome;
 use crate::window::WindowStats;
 
@@ -649,7 +649,10 @@ mod tests {
         let kinds: Vec<_> = r.notifications.iter().map(|n| n.kind).collect();
         assert_eq!(
             kinds,
-            [crate::alert::Kind::Failover, crate::alert::Kind::Recovery]
+            [
+                crate::alerting::finding::Kind::Failover,
+                crate::alerting::finding::Kind::Recovery
+            ]
         );
     }
 }

@@ -14,11 +14,11 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
-use poolwatch::alert::delivery::{
+use poolwatch::alerting::delivery::{
     self, AlertQueue, DeliveryConfig, DeliveryHandle, DeliveryMetrics, Outcome, ShutdownReport,
 };
-use poolwatch::alert::slack::check_contract;
-use poolwatch::alert::{Kind, Notification, Severity};
+use poolwatch::alerting::finding::{Kind, Notification, Severity};
+use poolwatch::alerting::sinks::slack::check_contract;
 use poolwatch::secret::Secret;
 use tokio::sync::oneshot;
 use webhook::{Mode, Webhook};

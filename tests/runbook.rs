@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::poolwatch::{Poolwatch, poolwatch_bin};
-use poolwatch::alert::Kind;
+use poolwatch::alerting::finding::Kind;
 
 fn runbook() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/RUNBOOK.md")).unwrap()

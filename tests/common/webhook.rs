@@ -7,7 +7,7 @@
 //! switched while a client is waiting.
 //!
 //! Every request is recorded, refused ones included. Each body it accepts
-//! (2xx) is checked against `poolwatch::alert::slack::check_contract`, and
+//! (2xx) is checked against `poolwatch::alerting::sinks::slack::check_contract`, and
 //! anything that breaks the contract (or a wrong method, path or content
 //! type) is kept in [`Webhook::violations`] so that tests can assert none.
 
@@ -286,7 +286,7 @@ fn accept(
             "request #{index}: content-type {content_type:?}, expected application/json"
         ))
     } else {
-        poolwatch::alert::slack::check_contract(body)
+        poolwatch::alerting::sinks::slack::check_contract(body)
             .err()
             .map(|e| format!("request #{index}: {e}"))
     };

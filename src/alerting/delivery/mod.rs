@@ -42,7 +42,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::{Kind, Notification, slack, stdout};
+use super::finding::{Kind, Notification};
+use super::sinks::{slack, stdout};
 use crate::secret::Secret;
 use crate::tls::install_crypto_provider;
 

@@ -22,7 +22,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Notification, Severity};
+use crate::alerting::finding::{Notification, Severity};
 
 /// Most blocks Slack accepts in one message.
 pub const MAX_BLOCKS: usize = 50;
@@ -589,7 +589,7 @@ fn check_link(inner: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::Kind;
+    use crate::alerting::finding::Kind;
 
     const HOSTILE: &str = "<!channel> & <http://evil|click>";
 

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::alert::{Kind, Notification, Severity};
+use super::finding::{Kind, Notification, Severity};
 use crate::logtime::format_rfc3339;
 use crate::pipeline::Pipeline;
 use crate::pools::PoolId;

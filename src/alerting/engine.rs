@@ -16,12 +16,12 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::delivery::{self, AlertQueue, Outcome};
-use crate::alert::{Kind, Notification, Severity};
+use super::delivery::{self, AlertQueue, Outcome};
+use super::finding::{Kind, Notification, Severity};
+use super::incident::{Decision, Notifier};
+use super::rules::{IncidentKey, OpenIncident, Phase, Rules, Snapshot};
 use crate::logtime::format_rfc3339;
 use crate::maintenance::{Maintenance, MaintenanceStatus, Transition};
-use crate::notify::{Decision, Notifier};
-use crate::rules::{IncidentKey, OpenIncident, Phase, Rules, Snapshot};
 use crate::state::Shared;
 
 pub const TICK: Duration = Duration::from_millis(100);

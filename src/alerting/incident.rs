@@ -1,4 +1,4 @@
-//! Notify: which of the rules' signals become messages.
+//! Incidents: which of the rules' signals become messages.
 //!
 //! One open incident per kind and pool. Its opening is sent; new evidence
 //! while it stays open is repeated at most once per `ALERT_COOLDOWN_SEC`;
@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::alert::Kind;
-use crate::rules::{IncidentKey, Phase, Signal};
+use super::finding::Kind;
+use super::rules::{IncidentKey, Phase, Signal};
 
 /// What to do with one signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +119,7 @@ impl Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{Notification, Severity};
+    use crate::alerting::finding::{Notification, Severity};
 
     fn sig(kind: Kind, phase: Phase) -> Signal {
         Signal {

@@ -14,7 +14,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
-use super::{Kind, Notification, Severity};
+use crate::alerting::finding::{Kind, Notification, Severity};
 use crate::logtime;
 
 /// One stdout line. `fields` keeps the notification's order; a label that

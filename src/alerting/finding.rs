@@ -1,13 +1,5 @@
-//! Alerts: what poolwatch tells people, and how it reaches them.
-//!
-//! Rules (see `rules`) turn window figures into [`Notification`]s; this
-//! module holds the notification itself and its delivery: a bounded queue
-//! drained by its own task, so a slow or failing Slack never touches the
-//! receive path, and sinks that render a notification for Slack or stdout.
-
-pub mod delivery;
-pub mod slack;
-pub mod stdout;
+//! What a notification is about ([`Kind`]), how loud it is ([`Severity`]),
+//! and the [`Notification`] itself.
 
 use serde::Serialize;
 

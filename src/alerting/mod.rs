@@ -1,0 +1,22 @@
+//! Alerting: what poolwatch tells people, and how it reaches them.
+//!
+//! The alert half reads like the receive half, as the data flows:
+//!
+//! - [`engine`]: every 100 ms, copy the pipeline's figures, run the rules,
+//!   apply cooldown and maintenance, and hand what remains to delivery;
+//! - [`rules`]: failover, switch, recovery, error rate, users seeing errors;
+//! - [`incident`]: one open incident per kind and pool, cooldown and
+//!   maintenance decisions;
+//! - [`finding`]: what a notification is about and how loud it is;
+//! - [`sinks`]: each receiver's rendering (Slack, stdout);
+//! - [`delivery`]: a bounded queue drained by its own task, so a slow or
+//!   failing receiver never touches the receive path.
+
+pub mod delivery;
+pub mod engine;
+pub mod finding;
+pub mod incident;
+pub mod rules;
+pub mod sinks;
+
+pub use engine::{AlertShared, TICK, now_unix};

@@ -1,0 +1,4 @@
+//! Sinks: a notification rendered for each receiver.
+
+pub mod slack;
+pub mod stdout;
