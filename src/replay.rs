@@ -29,7 +29,8 @@ use serde::Serialize;
 
 use crate::alerting::finding::Notification;
 use crate::alerting::incident::{Decision, Notifier};
-use crate::alerting::rules::{Rules, RulesConfig, Snapshot};
+use crate::alerting::rules::{Rules, RulesConfig};
+use crate::alerting::snapshot::Snapshot;
 use crate::config::{Cli, ReplayArgs};
 use crate::ingest::batch::DATAGRAM_MAX;
 use crate::logtime;

@@ -18,5 +18,6 @@ pub mod finding;
 pub mod incident;
 pub mod rules;
 pub mod sinks;
+pub mod snapshot;
 
 pub use engine::{AlertShared, TICK, now_unix};

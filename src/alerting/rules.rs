@@ -17,11 +17,10 @@
 use std::collections::BTreeMap;
 
 use super::finding::{Kind, Notification, Severity};
+use super::snapshot::Snapshot;
 use crate::logtime::format_rfc3339;
-use crate::pipeline::Pipeline;
 use crate::pools::PoolId;
 use crate::upstream::Outcome;
-use crate::window::Sums;
 
 /// An incident resolves once its rate has stayed at or under this share of
 /// the threshold for the confirmation period, so a rate hovering at the
@@ -47,92 +46,6 @@ pub struct RulesConfig {
     pub window_size: usize,
     pub window_seconds: u32,
     pub runbook_url: Option<String>,
-}
-
-/// Figures copied out of the pipeline at one instant.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub labels: Vec<String>,
-    pub known: usize,
-    pub serving: Option<PoolId>,
-    /// Count window of each pool.
-    pub count: Vec<Sums>,
-    /// All pools' time windows together: what users saw lately.
-    pub time_site: Sums,
-    pub attempts: Vec<[u64; Outcome::ALL.len()]>,
-    pub requests: Vec<[u64; 5]>,
-    pub retried: Vec<Vec<u64>>,
-    pub rescued: Vec<Vec<u64>>,
-    pub no_live: u64,
-    pub releases: Vec<String>,
-}
-
-impl Snapshot {
-    /// Copy what the rules need; `now` is the window clock.
-    pub fn take(p: &Pipeline, now: u64) -> Snapshot {
-        let mut time_site = Sums::default();
-        for w in &p.windows {
-            let s = w.time.sums(now);
-            time_site.attempts += s.attempts;
-            time_site.failures += s.failures;
-            time_site.requests += s.requests;
-            time_site.client_5xx += s.client_5xx;
-        }
-        Snapshot {
-            labels: p.pools.labels().map(str::to_string).collect(),
-            known: p.pools.known(),
-            serving: p.serving_pool(),
-            count: p.windows.iter().map(|w| w.count.sums()).collect(),
-            time_site,
-            attempts: p.totals.attempts.clone(),
-            requests: p.totals.requests.clone(),
-            retried: p.totals.retried.clone(),
-            rescued: p.totals.rescued.clone(),
-            no_live: p.totals.no_live_upstream,
-            releases: p.releases.clone(),
-        }
-    }
-
-    /// The figures of a pipeline that has seen nothing yet.
-    fn zero_like(s: &Snapshot) -> Snapshot {
-        let n = s.labels.len();
-        Snapshot {
-            labels: s.labels.clone(),
-            known: s.known,
-            serving: None,
-            count: vec![Sums::default(); n],
-            time_site: Sums::default(),
-            attempts: vec![[0; Outcome::ALL.len()]; n],
-            requests: vec![[0; 5]; n],
-            retried: vec![vec![0; n]; n],
-            rescued: vec![vec![0; n]; n],
-            no_live: 0,
-            releases: vec![String::new(); n],
-        }
-    }
-
-    fn failures(&self, pool: PoolId) -> u64 {
-        Outcome::ALL
-            .iter()
-            .filter(|o| o.is_failure())
-            .map(|o| self.attempts[pool][o.index()])
-            .sum()
-    }
-
-    fn client_5xx(&self) -> u64 {
-        self.requests.iter().map(|r| r[4]).sum()
-    }
-
-    fn retried_from(&self, pool: PoolId) -> u64 {
-        self.retried[pool].iter().sum()
-    }
-
-    fn release(&self, pool: PoolId) -> &str {
-        match self.releases[pool].as_str() {
-            "" => "unknown",
-            r => r,
-        }
-    }
 }
 
 /// Identifies an incident: one open at a time per kind and pool.
@@ -851,7 +764,7 @@ pub fn human_duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::PipelineConfig;
+    use crate::pipeline::{Pipeline, PipelineConfig};
     use crate::pools::PoolSet;
     use crate::record::{Decoder, INPUT_PADDING};
 
