@@ -74,7 +74,7 @@ pub fn datagram(data: &[u8]) {
 /// The replay path: `data` as a log file, through the rules as well.
 pub fn replay_lines(data: &[u8]) {
     let (cfg, rules) = settings();
-    let mut r = Replayer::new(cfg, rules.clone(), 0.0);
+    let mut r = Replayer::new(cfg, rules.clone(), 0.0, None);
     let lines = r.feed(data).expect("reading a slice cannot fail");
     r.finish(5.0);
     let t = &r.pipeline.totals;

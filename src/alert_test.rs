@@ -3,39 +3,30 @@
 //! non-zero with Slack's reason when delivery fails.
 
 use crate::alerting::delivery;
-use crate::alerting::finding::{Kind, Notification, Severity};
+use crate::alerting::finding::{Facts, Finding, IncidentKey, Kind, Phase, Severity};
+use crate::alerting::now_unix;
+use crate::alerting::wording::words;
 use crate::config::Cli;
-use crate::logtime::format_rfc3339;
 
 pub fn main(cli: &Cli) -> Result<(), String> {
     cli.alerts.validate()?;
     let cfg = cli.alerts.delivery_config();
-    let n = Notification {
-        kind: Kind::Test,
+    let now = now_unix();
+    let f = Finding {
+        key: IncidentKey {
+            kind: Kind::Test,
+            pool: None,
+        },
+        phase: Phase::Event,
         severity: Severity::Info,
-        pool: None,
-        title: "poolwatch alert test".into(),
-        summary: "If you can read this, poolwatch can reach this channel. Nothing is wrong.".into(),
-        fields: vec![
-            (
-                "Sent by".into(),
-                format!("poolwatch {}", env!("CARGO_PKG_VERSION")),
-            ),
-            (
-                "Host".into(),
-                std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into()),
-            ),
-        ],
-        first_seen: format_rfc3339(crate::alerting::now_unix() as i64),
-        resolved: false,
-        runbook_url: cli.rules.runbook_url.as_ref().map(|u| {
-            format!(
-                "{}#{}",
-                u.trim_end_matches('#'),
-                Kind::Test.runbook_anchor()
-            )
-        }),
+        started: now,
+        at: now,
+        facts: Facts::Test {
+            sent_by: format!("poolwatch {}", env!("CARGO_PKG_VERSION")),
+            host: std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into()),
+        },
     };
+    let n = words(&f, cli.rules.runbook_url.as_deref());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -659,7 +659,6 @@ impl RulesArgs {
             recovery_confirm_secs: self.recovery_confirm_sec,
             window_size: pipeline.window_size,
             window_seconds: pipeline.window_seconds,
-            runbook_url: self.runbook_url.clone(),
         })
     }
 }

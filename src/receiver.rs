@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerting::delivery::{self, DeliveryMetrics};
 use crate::alerting::engine::{AlertLoop, AlertShared};
-use crate::alerting::incident::Notifier;
+use crate::alerting::incident::Incidents;
 use crate::alerting::now_unix;
 use crate::alerting::rules::Rules;
 use crate::config::Cli;
@@ -128,7 +128,7 @@ pub fn main(cli: &Cli) -> Result<(), String> {
         now_unix(),
     )));
     let rules = Rules::new(rules_cfg);
-    let notifier = Notifier::new(cli.rules.alert_cooldown_sec as f64);
+    let incidents = Incidents::new(cli.rules.alert_cooldown_sec as f64);
     match &cli.alerts.slack_webhook_url {
         Some(_) => tracing::info!("notifications go to Slack"),
         None => {
@@ -146,8 +146,16 @@ pub fn main(cli: &Cli) -> Result<(), String> {
         let delivery_metrics = exporter.register(DeliveryMetrics::new);
         let (queue, delivery) = delivery::spawn(cli.alerts.delivery_config(), delivery_metrics)
             .map_err(|e| format!("cannot set up alert delivery: {e}"))?;
-        let alert_loop =
-            exporter.register(|| AlertLoop::new(rules, notifier, queue, &labels, known));
+        let alert_loop = exporter.register(|| {
+            AlertLoop::new(
+                rules,
+                incidents,
+                cli.rules.runbook_url.clone(),
+                queue,
+                &labels,
+                known,
+            )
+        });
         let sockets = Sockets {
             receivers: listeners,
             http: http_listener,

@@ -27,10 +27,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::alerting::finding::Notification;
-use crate::alerting::incident::{Decision, Notifier};
+use crate::alerting::incident::{Decision, Incidents};
 use crate::alerting::rules::{Rules, RulesConfig};
 use crate::alerting::snapshot::Snapshot;
+use crate::alerting::wording::{Notification, words};
 use crate::config::{Cli, ReplayArgs};
 use crate::ingest::batch::DATAGRAM_MAX;
 use crate::logtime;
@@ -169,7 +169,12 @@ fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Line> {
 pub fn main(cli: &Cli, args: &ReplayArgs) -> Result<(), String> {
     let cfg = cli.pipeline.pipeline_config()?;
     let rules = cli.rules.rules_config(&cfg)?;
-    let mut replayer = Replayer::new(&cfg, rules, cli.rules.alert_cooldown_sec as f64);
+    let mut replayer = Replayer::new(
+        &cfg,
+        rules,
+        cli.rules.alert_cooldown_sec as f64,
+        cli.rules.runbook_url.clone(),
+    );
     let started = Instant::now();
     let mut lines = 0u64;
     for path in &args.files {
@@ -218,7 +223,9 @@ pub struct Replayer {
     decoder: Decoder,
     clock: LogClock,
     rules: Rules,
-    notifier: Notifier,
+    incidents: Incidents,
+    /// `RUNBOOK_URL`, for the words.
+    runbook_url: Option<String>,
     /// Log second of the last rule evaluation.
     evaluated_at: Option<u64>,
     /// What would have been sent, in order.
@@ -226,13 +233,19 @@ pub struct Replayer {
 }
 
 impl Replayer {
-    pub fn new(cfg: &PipelineConfig, rules: RulesConfig, cooldown_secs: f64) -> Replayer {
+    pub fn new(
+        cfg: &PipelineConfig,
+        rules: RulesConfig,
+        cooldown_secs: f64,
+        runbook_url: Option<String>,
+    ) -> Replayer {
         Replayer {
             pipeline: Pipeline::new(cfg),
             decoder: Decoder::new(),
             clock: LogClock::default(),
             rules: Rules::new(rules),
-            notifier: Notifier::new(cooldown_secs),
+            incidents: Incidents::new(cooldown_secs),
+            runbook_url,
             evaluated_at: None,
             notifications: Vec::new(),
         }
@@ -280,9 +293,10 @@ impl Replayer {
 
     fn evaluate(&mut self, now: f64) {
         let snap = Snapshot::take(&self.pipeline, self.clock.now);
-        for sig in self.rules.evaluate(&snap, now) {
-            if self.notifier.decide(&sig, now, false) == Decision::Send {
-                self.notifications.push(sig.notification);
+        for f in self.rules.evaluate(&snap, &mut self.incidents, now) {
+            if self.incidents.decide(&f, now, false) == Decision::Send {
+                self.notifications
+                    .push(words(&f, self.runbook_url.as_deref()));
             }
         }
     }
@@ -504,9 +518,8 @@ mod tests {
             recovery_confirm_secs: 5.0,
             window_size: 10,
             window_seconds: 60,
-            runbook_url: None,
         };
-        Replayer::new(&cfg, rules, 300.0)
+        Replayer::new(&cfg, rules, 300.0, None)
     }
 
     #[test]

@@ -17,8 +17,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 use poolwatch::alerting::delivery::{
     self, AlertQueue, DeliveryConfig, DeliveryHandle, DeliveryMetrics, Outcome, ShutdownReport,
 };
-use poolwatch::alerting::finding::{Kind, Notification, Severity};
+use poolwatch::alerting::finding::{Kind, Severity};
 use poolwatch::alerting::sinks::slack::check_contract;
+use poolwatch::alerting::wording::Notification;
 use poolwatch::secret::Secret;
 use tokio::sync::oneshot;
 use webhook::{Mode, Webhook};

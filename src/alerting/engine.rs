@@ -1,6 +1,6 @@
 //! The alert loop: every 100 ms, copy the pipeline's figures, run the
-//! rules, apply cooldown and maintenance, and hand what remains to the
-//! delivery queue.
+//! rules, apply cooldown and maintenance, word what remains and hand it to
+//! the delivery queue.
 //!
 //! It runs on the tokio runtime, never on a receive thread; the only thing
 //! it shares with ingestion is the pipeline lock, held for the copy. A tick
@@ -17,11 +17,11 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::delivery::{self, AlertQueue, Outcome};
-use super::finding::{Kind, Notification, Severity};
-use super::incident::{Decision, Notifier};
-use super::rules::{IncidentKey, OpenIncident, Phase, Rules};
+use super::finding::{Facts, Finding, IncidentKey, Kind, Phase, Severity};
+use super::incident::{Decision, Incidents, OpenIncident};
+use super::rules::Rules;
 use super::snapshot::Snapshot;
-use crate::logtime::format_rfc3339;
+use super::wording::{Notification, timestamp, words};
 use crate::maintenance::{Maintenance, MaintenanceStatus, Transition};
 use crate::state::Shared;
 
@@ -158,7 +158,9 @@ struct Pending {
 /// The loop's state.
 pub struct AlertLoop {
     rules: Rules,
-    notifier: Notifier,
+    incidents: Incidents,
+    /// `RUNBOOK_URL`, for the words.
+    runbook_url: Option<String>,
     queue: AlertQueue,
     metrics: LoopMetrics,
     pending: Vec<Pending>,
@@ -169,14 +171,16 @@ impl AlertLoop {
     /// Build the loop; registers its metrics on the current recorder.
     pub fn new(
         rules: Rules,
-        notifier: Notifier,
+        incidents: Incidents,
+        runbook_url: Option<String>,
         queue: AlertQueue,
         labels: &[String],
         known: usize,
     ) -> AlertLoop {
         AlertLoop {
             rules,
-            notifier,
+            incidents,
+            runbook_url,
             queue,
             metrics: LoopMetrics::register(labels, known),
             pending: Vec::new(),
@@ -211,43 +215,40 @@ impl AlertLoop {
             (t, m.is_on())
         };
         if let Some(t) = transition {
-            let n = self.maintenance_message(&t, now);
-            self.send(None, n, now);
+            let f = maintenance_finding(t, now);
+            self.send(&f, false, now);
         }
         let (snap, judged_datagrams) = {
             let p = shared.pipeline();
             (Snapshot::take(&p, shared.now_secs()), p.totals.datagrams)
         };
-        for sig in self.rules.evaluate(&snap, now) {
-            if sig.notification.kind == Kind::Failover
-                && sig.phase == Phase::Open
-                && let (Some(from), Some(to)) = (sig.key.pool, sig.target)
-            {
-                self.metrics.failovers[from][to].increment(1);
+        for f in self.rules.evaluate(&snap, &mut self.incidents, now) {
+            if let (Phase::Open, Facts::Failover { from, to, .. }) = (f.phase, &f.facts) {
+                self.metrics.failovers[from.id][to.id].increment(1);
             }
-            let decision = self.notifier.decide(&sig, now, maintenance_on);
-            match decision {
-                Decision::Send => self.send(Some((sig.key, sig.phase)), sig.notification, now),
+            match self.incidents.decide(&f, now, maintenance_on) {
+                Decision::Send => self.send(&f, true, now),
                 held => {
                     let which = usize::from(held == Decision::SuppressedMaintenance);
-                    let kind = sig.notification.kind;
+                    let kind = f.kind();
                     self.metrics.suppressed[kind_index(kind)][which].increment(1);
                     if held == Decision::SuppressedMaintenance {
                         alerts.maintenance().count_suppressed(kind);
                     }
+                    let n = words(&f, self.runbook_url.as_deref());
                     tracing::info!(
                         kind = kind.label(),
-                        title = ?sig.notification.title,
+                        title = ?n.title,
                         outcome = held.outcome().unwrap_or_default(),
                         "notification held back"
                     );
-                    self.remember(&sig.notification, held.outcome().unwrap_or_default(), now);
+                    self.remember(&n, held.outcome().unwrap_or_default(), now);
                 }
             }
         }
         self.collect_results();
         for (kind, pool, g) in &self.metrics.incident_open {
-            let open = self.rules.is_open(IncidentKey {
+            let open = self.incidents.is_open(IncidentKey {
                 kind: *kind,
                 pool: *pool,
             });
@@ -258,7 +259,7 @@ impl AlertLoop {
             .set(if maintenance_on { 1.0 } else { 0.0 });
         let status = AlertStatus {
             primary: snap.labels[self.rules.primary()].clone(),
-            open_incidents: self.rules.open_incidents(&snap.labels),
+            open_incidents: self.incidents.list(&snap.labels),
             maintenance: Some(alerts.maintenance().status()),
             recent: self.recent.clone(),
             judged_datagrams,
@@ -266,15 +267,18 @@ impl AlertLoop {
         *alerts.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
     }
 
-    fn send(&mut self, key: Option<(IncidentKey, Phase)>, n: Notification, now: f64) {
+    /// Word `f` and queue it. With `tracked`, its delivery result feeds
+    /// the incident's cooldown and announcement bookkeeping.
+    fn send(&mut self, f: &Finding, tracked: bool, now: f64) {
+        let n = words(f, self.runbook_url.as_deref());
         tracing::info!(kind = n.kind.label(), title = ?n.title, "notification");
         let (tx, rx) = oneshot::channel();
         let outcome = match self.queue.submit(n.clone(), Some(tx)) {
             Ok(()) => {
-                if let Some((key, phase)) = key {
+                if tracked {
                     self.pending.push(Pending {
-                        key,
-                        phase,
+                        key: f.key,
+                        phase: f.phase,
                         done: rx,
                     });
                 }
@@ -282,8 +286,8 @@ impl AlertLoop {
             }
             Err(_) => {
                 // Counted and logged by the queue; not a cooldown start.
-                if let Some((key, phase)) = key {
-                    self.notifier.delivery_failed(key, phase);
+                if tracked {
+                    self.incidents.delivery_failed(f.key, f.phase);
                 }
                 "dropped"
             }
@@ -292,11 +296,11 @@ impl AlertLoop {
     }
 
     fn collect_results(&mut self) {
-        let notifier = &mut self.notifier;
+        let incidents = &mut self.incidents;
         self.pending.retain_mut(|p| match p.done.try_recv() {
             Ok(Outcome::Sent) => false,
             Ok(Outcome::Failed(_)) | Err(oneshot::error::TryRecvError::Closed) => {
-                notifier.delivery_failed(p.key, p.phase);
+                incidents.delivery_failed(p.key, p.phase);
                 false
             }
             Err(oneshot::error::TryRecvError::Empty) => true,
@@ -308,75 +312,52 @@ impl AlertLoop {
             self.recent.pop_front();
         }
         self.recent.push_back(RecentNotification {
-            at: format_rfc3339(now as i64),
+            at: timestamp(now),
             kind: n.kind,
             pool: n.pool.clone(),
             title: n.title.clone(),
             outcome,
         });
     }
+}
 
-    fn maintenance_message(&self, t: &Transition, now: f64) -> Notification {
-        let mut n = Notification {
-            kind: Kind::Maintenance,
+/// Maintenance started or ended, as a finding: it opens and closes like an
+/// incident of its own, and is never held back.
+fn maintenance_finding(t: Transition, now: f64) -> Finding {
+    let key = IncidentKey {
+        kind: Kind::Maintenance,
+        pool: None,
+    };
+    match t {
+        Transition::Started(w) => Finding {
+            key,
+            phase: Phase::Open,
             severity: Severity::Info,
-            pool: None,
-            title: String::new(),
-            summary: String::new(),
-            fields: Vec::new(),
-            first_seen: format_rfc3339(now as i64),
-            resolved: false,
-            runbook_url: None,
-        };
-        match t {
-            Transition::Started(w) => {
-                let until = w.until.map_or("until turned off".to_string(), |u| {
-                    format!("until {}", format_rfc3339(u as i64))
-                });
-                n.title = format!("Maintenance started by {}", w.by);
-                n.summary = format!(
-                    "Failover, pool switch and error-rate notifications are held back {until}. \
-                     Users seeing errors is still reported. Reason: {}",
-                    w.reason
-                );
-                n.fields = vec![
-                    ("By".into(), w.by.clone()),
-                    ("Reason".into(), w.reason.clone()),
-                    ("Until".into(), until),
-                ];
-            }
-            Transition::Ended {
-                window,
+            started: w.since,
+            at: now,
+            facts: Facts::MaintenanceStarted {
+                by: w.by,
+                reason: w.reason,
+                until: w.until,
+            },
+        },
+        Transition::Ended {
+            window,
+            why,
+            suppressed,
+        } => Finding {
+            key,
+            phase: Phase::Resolve,
+            severity: Severity::Resolved,
+            started: window.since,
+            at: now,
+            facts: Facts::MaintenanceEnded {
+                by: window.by,
+                reason: window.reason,
                 why,
-                suppressed,
-            } => {
-                let total: u64 = suppressed.values().sum();
-                let list = if suppressed.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    suppressed
-                        .iter()
-                        .map(|(k, c)| format!("{} ×{c}", k.label()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                n.title = format!("Maintenance ended ({why})");
-                n.severity = Severity::Resolved;
-                n.resolved = true;
-                n.summary = format!(
-                    "Notifications are live again. {total} were held back during maintenance: \
-                     {list}. Open incidents are announced on their next evidence."
-                );
-                n.fields = vec![
-                    ("Started by".into(), window.by.clone()),
-                    ("Reason".into(), window.reason.clone()),
-                    ("Began".into(), format_rfc3339(window.since as i64)),
-                    ("Held back".into(), list),
-                ];
-            }
-        }
-        n.runbook_url = None;
-        n
+                held_back: suppressed.into_iter().collect(),
+            },
+        },
     }
 }
 

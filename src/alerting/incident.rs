@@ -1,18 +1,50 @@
-//! Incidents: which of the rules' signals become messages.
+//! Incidents: the state machine behind every message.
 //!
-//! One open incident per kind and pool. Its opening is sent; new evidence
-//! while it stays open is repeated at most once per `ALERT_COOLDOWN_SEC`;
-//! its resolution is sent if its opening was. A delivery that failed does
-//! not count as sent: the next evidence goes out at once. During maintenance,
-//! failover, switch, error-rate and recovery messages are held back (and
-//! counted); users seeing errors is never held back.
+//! One incident is open at a time per kind and pool ([`IncidentKey`]). The
+//! rules open it when its condition first holds ([`Incidents::open_or_touch`]),
+//! note each new sighting, and settle it once the condition has stayed away
+//! for the confirmation period ([`Incidents::settle`]). Each finding about
+//! it then goes through [`Incidents::decide`]:
+//!
+//! - its opening is sent;
+//! - new evidence while it stays open is repeated at most once per
+//!   `ALERT_COOLDOWN_SEC`;
+//! - its resolution is sent if its opening was;
+//! - a delivery that failed does not count as sent: the next evidence goes
+//!   out at once;
+//! - during maintenance, failover, switch, error-rate and recovery messages
+//!   are held back (and counted); users seeing errors never is.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::finding::Kind;
-use super::rules::{IncidentKey, Phase, Signal};
+use serde::Serialize;
 
-/// What to do with one signal.
+use super::finding::{Finding, IncidentKey, Kind, Phase};
+use super::snapshot::Snapshot;
+use super::wording::timestamp;
+use crate::pools::PoolId;
+
+/// An open incident and what it started from.
+#[derive(Debug, Clone)]
+pub struct Incident {
+    pub opened_at: f64,
+    /// Counters when it opened, for "so far" figures.
+    pub baseline: Snapshot,
+    /// Failover: the pool that took over.
+    pub to: Option<PoolId>,
+    /// When the condition was last seen over the line.
+    pub last_bad: f64,
+}
+
+/// An open incident as `/state` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenIncident {
+    pub kind: Kind,
+    pub pool: Option<String>,
+    pub opened_at: String,
+}
+
+/// What to do with one finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Send,
@@ -39,9 +71,10 @@ pub fn held_in_maintenance(kind: Kind) -> bool {
     )
 }
 
-/// Cooldown and announcement bookkeeping.
+/// Open incidents, and what people were told about them.
 #[derive(Debug, Default)]
-pub struct Notifier {
+pub struct Incidents {
+    open: BTreeMap<IncidentKey, Incident>,
     cooldown: f64,
     /// When a message of each open incident was last handed to delivery.
     last_sent: BTreeMap<IncidentKey, f64>,
@@ -49,24 +82,102 @@ pub struct Notifier {
     announced: BTreeSet<IncidentKey>,
 }
 
-impl Notifier {
-    pub fn new(cooldown_secs: f64) -> Notifier {
-        Notifier {
+impl Incidents {
+    pub fn new(cooldown_secs: f64) -> Incidents {
+        Incidents {
             cooldown: cooldown_secs,
-            ..Notifier::default()
+            ..Incidents::default()
         }
     }
 
-    /// Decide on `sig` at `now` (Unix seconds) and record a send.
-    pub fn decide(&mut self, sig: &Signal, now: f64, maintenance: bool) -> Decision {
-        let key = sig.key;
-        if maintenance && held_in_maintenance(sig.notification.kind) {
-            if sig.phase == Phase::Resolve {
+    pub fn get(&self, key: IncidentKey) -> Option<&Incident> {
+        self.open.get(&key)
+    }
+
+    pub fn get_mut(&mut self, key: IncidentKey) -> Option<&mut Incident> {
+        self.open.get_mut(&key)
+    }
+
+    pub fn is_open(&self, key: IncidentKey) -> bool {
+        self.open.contains_key(&key)
+    }
+
+    /// Opens `key` with `incident`; the caller checked it was not open.
+    pub fn open(&mut self, key: IncidentKey, incident: Incident) {
+        self.open.insert(key, incident);
+    }
+
+    /// Closes `key` and returns what it was.
+    pub fn close(&mut self, key: IncidentKey) -> Option<Incident> {
+        self.open.remove(&key)
+    }
+
+    /// The condition of `key` holds at `now`: open its incident (counters
+    /// from `baseline`) or note that it is still bad.
+    pub fn open_or_touch(&mut self, key: IncidentKey, baseline: &Snapshot, now: f64) -> Phase {
+        match self.open.get_mut(&key) {
+            Some(inc) => {
+                inc.last_bad = now;
+                Phase::Repeat
+            }
+            None => {
+                self.open.insert(
+                    key,
+                    Incident {
+                        opened_at: now,
+                        baseline: baseline.clone(),
+                        to: None,
+                        last_bad: now,
+                    },
+                );
+                Phase::Open
+            }
+        }
+    }
+
+    /// The condition of `key` no longer holds. With hysteresis: while
+    /// `still_high`, it counts as bad, and it must stay good for `confirm`
+    /// seconds. Returns the incident once it resolves.
+    pub fn settle(
+        &mut self,
+        key: IncidentKey,
+        still_high: bool,
+        confirm: f64,
+        now: f64,
+    ) -> Option<Incident> {
+        let inc = self.open.get_mut(&key)?;
+        if still_high {
+            inc.last_bad = now;
+            return None;
+        }
+        if now - inc.last_bad < confirm {
+            return None;
+        }
+        self.open.remove(&key)
+    }
+
+    /// Open incidents for `/state`, pools by their labels.
+    pub fn list(&self, labels: &[String]) -> Vec<OpenIncident> {
+        self.open
+            .iter()
+            .map(|(k, i)| OpenIncident {
+                kind: k.kind,
+                pool: k.pool.map(|p| labels[p].clone()),
+                opened_at: timestamp(i.opened_at),
+            })
+            .collect()
+    }
+
+    /// Decide on `f` at `now` (Unix seconds) and record a send.
+    pub fn decide(&mut self, f: &Finding, now: f64, maintenance: bool) -> Decision {
+        let key = f.key;
+        if maintenance && held_in_maintenance(f.kind()) {
+            if f.phase == Phase::Resolve {
                 self.forget(key);
             }
             return Decision::SuppressedMaintenance;
         }
-        match sig.phase {
+        match f.phase {
             Phase::Event => Decision::Send,
             Phase::Open => {
                 self.announced.insert(key);
@@ -119,33 +230,59 @@ impl Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerting::finding::{Notification, Severity};
+    use crate::alerting::finding::{Facts, Failures, Pool, Ratio, Severity};
 
-    fn sig(kind: Kind, phase: Phase) -> Signal {
-        Signal {
+    fn sig(kind: Kind, phase: Phase) -> Finding {
+        let blue = Pool {
+            id: 0,
+            label: "blue".into(),
+        };
+        let facts = match kind {
+            Kind::Failover => Facts::Failover {
+                from: blue.clone(),
+                to: Pool {
+                    id: 1,
+                    label: "green".into(),
+                },
+                from_release: "b".into(),
+                to_release: "g".into(),
+                retried: 1,
+                failures: Failures::default(),
+                client_5xx: 0,
+            },
+            Kind::ErrorRate => Facts::ErrorRate {
+                pool: blue,
+                window: Ratio::new(5, 50),
+                threshold: 2.0,
+                window_size: 50,
+                client_5xx: 0,
+                release: "b".into(),
+            },
+            Kind::UsersSeeingErrors => Facts::UsersSeeingErrors {
+                window: Ratio::new(5, 50),
+                window_seconds: 60,
+                no_live_upstream: 0,
+                threshold: 2.0,
+                serving: None,
+            },
+            other => panic!("no sample finding for {other:?}"),
+        };
+        Finding {
             key: IncidentKey {
                 kind,
                 pool: Some(0),
             },
             phase,
-            notification: Notification {
-                kind,
-                severity: Severity::Warning,
-                pool: Some("blue".into()),
-                title: String::new(),
-                summary: String::new(),
-                fields: vec![],
-                first_seen: String::new(),
-                resolved: phase == Phase::Resolve,
-                runbook_url: None,
-            },
-            target: None,
+            severity: Severity::Warning,
+            started: 0.0,
+            at: 0.0,
+            facts,
         }
     }
 
     #[test]
     fn repeats_wait_for_the_cooldown() {
-        let mut n = Notifier::new(300.0);
+        let mut n = Incidents::new(300.0);
         assert_eq!(
             n.decide(&sig(Kind::Failover, Phase::Open), 0.0, false),
             Decision::Send
@@ -168,7 +305,7 @@ mod tests {
 
     #[test]
     fn failed_delivery_does_not_start_a_cooldown() {
-        let mut n = Notifier::new(300.0);
+        let mut n = Incidents::new(300.0);
         let open = sig(Kind::ErrorRate, Phase::Open);
         assert_eq!(n.decide(&open, 0.0, false), Decision::Send);
         n.delivery_failed(open.key, Phase::Open);
@@ -180,7 +317,7 @@ mod tests {
 
     #[test]
     fn maintenance_holds_back_but_not_users_seeing_errors() {
-        let mut n = Notifier::new(300.0);
+        let mut n = Incidents::new(300.0);
         assert_eq!(
             n.decide(&sig(Kind::Failover, Phase::Open), 0.0, true),
             Decision::SuppressedMaintenance

@@ -7,7 +7,9 @@
 //! - [`rules`]: failover, switch, recovery, error rate, users seeing errors;
 //! - [`incident`]: one open incident per kind and pool, cooldown and
 //!   maintenance decisions;
-//! - [`finding`]: what a notification is about and how loud it is;
+//! - [`finding`]: what the rules decided, as data: kind, pool, severity,
+//!   start, figures and evidence;
+//! - [`wording`]: every sentence people read, made from a finding;
 //! - [`sinks`]: each receiver's rendering (Slack, stdout);
 //! - [`delivery`]: a bounded queue drained by its own task, so a slow or
 //!   failing receiver never touches the receive path.
@@ -19,5 +21,6 @@ pub mod incident;
 pub mod rules;
 pub mod sinks;
 pub mod snapshot;
+pub mod wording;
 
 pub use engine::{AlertShared, TICK, now_unix};

@@ -42,8 +42,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::finding::{Kind, Notification};
+use super::finding::Kind;
 use super::sinks::{slack, stdout};
+use super::wording::Notification;
 use crate::secret::Secret;
 use crate::tls::install_crypto_provider;
 

@@ -22,7 +22,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::alerting::finding::{Notification, Severity};
+use crate::alerting::finding::Severity;
+use crate::alerting::wording::Notification;
 
 /// Most blocks Slack accepts in one message.
 pub const MAX_BLOCKS: usize = 50;

@@ -14,7 +14,8 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
-use crate::alerting::finding::{Kind, Notification, Severity};
+use crate::alerting::finding::{Kind, Severity};
+use crate::alerting::wording::Notification;
 use crate::logtime;
 
 /// One stdout line. `fields` keeps the notification's order; a label that

@@ -1,0 +1,79 @@
+//! High error rate: more than `ERROR_RATE_THRESHOLD` percent of a pool's
+//! last `WINDOW_SIZE` upstream attempts failed, once the window holds
+//! `ERROR_RATE_MIN_REQUESTS`. Failures count against the pool that failed,
+//! retried or not; it is critical when clients got 5xx, a warning when
+//! retries masked every failure. Resolved once the rate has stayed at or
+//! under half the threshold for `RECOVERY_CONFIRM_SEC`.
+
+use super::{RESOLVE_FRACTION, Rules, pool};
+use crate::alerting::finding::{Facts, Finding, IncidentKey, Kind, Phase, Ratio, Severity};
+use crate::alerting::incident::Incidents;
+use crate::alerting::snapshot::Snapshot;
+use crate::pools::PoolId;
+
+impl Rules {
+    pub(super) fn error_rate(
+        &mut self,
+        id: PoolId,
+        snap: &Snapshot,
+        prev: &Snapshot,
+        incidents: &mut Incidents,
+        now: f64,
+        out: &mut Vec<Finding>,
+    ) {
+        let key = IncidentKey {
+            kind: Kind::ErrorRate,
+            pool: Some(id),
+        };
+        let w = snap.count[id];
+        let window = Ratio::new(w.failures, w.attempts);
+        let threshold = self.cfg.error_rate_threshold;
+        let firing = w.attempts >= self.cfg.error_rate_min_requests && window.percent > threshold;
+        let fresh = snap.failures(id) > prev.failures(id);
+        if firing {
+            let phase = incidents.open_or_touch(key, prev, now);
+            if phase == Phase::Repeat && !fresh {
+                return;
+            }
+            let started = incidents.get(key).map_or(now, |i| i.opened_at);
+            out.push(Finding {
+                key,
+                phase,
+                severity: if w.client_5xx == 0 {
+                    Severity::Warning
+                } else {
+                    Severity::Critical
+                },
+                started,
+                at: now,
+                facts: Facts::ErrorRate {
+                    pool: pool(snap, id),
+                    window,
+                    threshold,
+                    window_size: self.cfg.window_size,
+                    client_5xx: w.client_5xx,
+                    release: snap.release(id).to_string(),
+                },
+            });
+        } else if let Some(inc) = incidents.settle(
+            key,
+            window.percent > threshold * RESOLVE_FRACTION,
+            self.cfg.recovery_confirm_secs,
+            now,
+        ) {
+            out.push(Finding {
+                key,
+                phase: Phase::Resolve,
+                severity: Severity::Resolved,
+                started: inc.opened_at,
+                at: now,
+                facts: Facts::ErrorRateResolved {
+                    pool: pool(snap, id),
+                    window,
+                    threshold,
+                    good_since: inc.last_bad,
+                },
+            });
+        }
+    }
+}
