@@ -2,9 +2,9 @@
 //! sink, so a new webhook can be checked before it is needed. Exits
 //! non-zero with Slack's reason when delivery fails.
 
-use crate::alerting::delivery;
 use crate::alerting::finding::{Facts, Finding, IncidentKey, Kind, Phase, Severity};
 use crate::alerting::now_unix;
+use crate::alerting::sinks;
 use crate::alerting::wording::words;
 use crate::config::Cli;
 
@@ -31,7 +31,7 @@ pub fn main(cli: &Cli) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    rt.block_on(delivery::send_one(&cfg, &n))
+    rt.block_on(sinks::send_one(&cfg, &n))
         .map_err(|e| format!("alert test failed: {e}"))?;
     match cfg.webhook {
         Some(_) => eprintln!("poolwatch: test notification accepted by Slack"),

@@ -16,8 +16,9 @@ use std::time::Duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::alerting::delivery::{DeliveryConfig, check_webhook_url};
+use crate::alerting::delivery::DeliveryConfig;
 use crate::alerting::rules::RulesConfig;
+use crate::alerting::sinks::slack::check_webhook_url;
 use crate::duration::parse_duration;
 use crate::ingest::allow::AllowList;
 use crate::pipeline::PipelineConfig;

@@ -17,6 +17,12 @@
 //!
 //! Every label set is registered at start-up, so a series never appears
 //! mid-flight and the set is bounded by the pool list.
+//!
+//! The alert half's metrics are registered here too (see "Alert metrics"
+//! below): every metric name and HELP text of poolwatch is in this file.
+//! The alert loop and delivery hold the handles; their label values come
+//! from enums (`Kind`, `SinkName`, `AlertOutcome`), never from strings
+//! looked up at run time.
 
 use std::fmt::Write as _;
 
@@ -79,7 +85,7 @@ impl Exporter {
     pub fn new(pools: &PoolSet) -> Exporter {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(
-                Matcher::Full(crate::alerting::delivery::DELIVERY_SECONDS.to_string()),
+                Matcher::Full(ALERT_DELIVERY_SECONDS.to_string()),
                 &ALERT_DELIVERY_BUCKETS,
             )
             .expect("bucket list is not empty")
@@ -352,6 +358,85 @@ fn register(pools: &PoolSet) -> Handles {
             })
             .collect(),
     }
+}
+
+// ---- Alert metrics ----------------------------------------------------------
+
+/// `poolwatch_alerts_total{sink,kind,outcome}`.
+pub(crate) const ALERTS_TOTAL: &str = "poolwatch_alerts_total";
+/// `poolwatch_alert_delivery_seconds{sink}`.
+pub(crate) const ALERT_DELIVERY_SECONDS: &str = "poolwatch_alert_delivery_seconds";
+/// `poolwatch_alert_queue_depth{sink}`.
+pub(crate) const ALERT_QUEUE_DEPTH: &str = "poolwatch_alert_queue_depth";
+/// `poolwatch_failovers_total{from,to}`.
+pub(crate) const FAILOVERS_TOTAL: &str = "poolwatch_failovers_total";
+/// `poolwatch_incident_open{kind,pool}`.
+pub(crate) const INCIDENT_OPEN: &str = "poolwatch_incident_open";
+/// `poolwatch_maintenance_mode`.
+pub(crate) const MAINTENANCE_MODE: &str = "poolwatch_maintenance_mode";
+
+/// HELP text of the delivery metrics, on the current recorder.
+pub(crate) fn describe_delivery() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        ALERTS_TOTAL,
+        "Alert notifications by sink, kind and outcome: sent, failed (given up), dropped (queue full), suppressed_*"
+    );
+    describe_histogram!(
+        ALERT_DELIVERY_SECONDS,
+        Unit::Seconds,
+        "Time from queueing an alert notification to its final outcome, by sink"
+    );
+    describe_gauge!(
+        ALERT_QUEUE_DEPTH,
+        "Alert notifications waiting for delivery, by sink"
+    );
+}
+
+/// HELP text of the alert loop's metrics, on the current recorder.
+pub(crate) fn describe_alert_loop() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        FAILOVERS_TOTAL,
+        "Failovers detected: the primary failing while another pool served."
+    );
+    describe_gauge!(
+        INCIDENT_OPEN,
+        "1 while an incident of this kind is open for the pool (pool=\"all\" for site-wide)."
+    );
+    describe_gauge!(
+        MAINTENANCE_MODE,
+        "1 while maintenance mode holds back notifications."
+    );
+}
+
+/// One `poolwatch_alerts_total` series.
+pub(crate) fn alerts_total(
+    sink: &'static str,
+    kind: &'static str,
+    outcome: &'static str,
+) -> Counter {
+    metrics::counter!(ALERTS_TOTAL, "sink" => sink, "kind" => kind, "outcome" => outcome)
+}
+
+pub(crate) fn alert_delivery_seconds(sink: &'static str) -> metrics::Histogram {
+    metrics::histogram!(ALERT_DELIVERY_SECONDS, "sink" => sink)
+}
+
+pub(crate) fn alert_queue_depth(sink: &'static str) -> Gauge {
+    metrics::gauge!(ALERT_QUEUE_DEPTH, "sink" => sink)
+}
+
+pub(crate) fn failovers_total(from: &str, to: &str) -> Counter {
+    metrics::counter!(FAILOVERS_TOTAL, "from" => from.to_string(), "to" => to.to_string())
+}
+
+pub(crate) fn incident_open(kind: &'static str, pool: &str) -> Gauge {
+    metrics::gauge!(INCIDENT_OPEN, "kind" => kind, "pool" => pool.to_string())
+}
+
+pub(crate) fn maintenance_mode() -> Gauge {
+    metrics::gauge!(MAINTENANCE_MODE)
 }
 
 fn render_durations(out: &mut String, pools: &PoolSet, durations: &[Histogram]) {

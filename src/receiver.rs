@@ -25,11 +25,12 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::alerting::delivery::{self, DeliveryMetrics};
+use crate::alerting::delivery::DeliveryMetrics;
 use crate::alerting::engine::{AlertLoop, AlertShared};
 use crate::alerting::incident::Incidents;
 use crate::alerting::now_unix;
 use crate::alerting::rules::Rules;
+use crate::alerting::sinks::{self, Sinks};
 use crate::config::Cli;
 use crate::http::{self, AppState};
 use crate::ingest::{self, socket};
@@ -143,15 +144,18 @@ pub fn main(cli: &Cli) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async move {
-        let delivery_metrics = exporter.register(DeliveryMetrics::new);
-        let (queue, delivery) = delivery::spawn(cli.alerts.delivery_config(), delivery_metrics)
+        let delivery_cfg = cli.alerts.delivery_config();
+        let delivery_metrics =
+            exporter.register(|| DeliveryMetrics::new(sinks::message_sink(&delivery_cfg)));
+        let (queue, delivery) = sinks::spawn(delivery_cfg, delivery_metrics)
             .map_err(|e| format!("cannot set up alert delivery: {e}"))?;
+        let sinks = Sinks::new(queue);
         let alert_loop = exporter.register(|| {
             AlertLoop::new(
                 rules,
                 incidents,
                 cli.rules.runbook_url.clone(),
-                queue,
+                sinks,
                 &labels,
                 known,
             )

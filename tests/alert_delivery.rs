@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use poolwatch::alerting::delivery::{
-    self, AlertQueue, DeliveryConfig, DeliveryHandle, DeliveryMetrics, Outcome, ShutdownReport,
+    DeliveryConfig, DeliveryHandle, DeliveryMetrics, Outcome, ShutdownReport, SinkName,
 };
 use poolwatch::alerting::finding::{Kind, Severity};
 use poolwatch::alerting::sinks::slack::check_contract;
+use poolwatch::alerting::sinks::{self, AlertQueue};
 use poolwatch::alerting::wording::Notification;
 use poolwatch::secret::Secret;
 use tokio::sync::oneshot;
@@ -139,10 +140,11 @@ impl Harness {
             .unwrap();
         let recorder = PrometheusBuilder::new().build_recorder();
         let prom = recorder.handle();
-        let metrics = metrics::with_local_recorder(&recorder, DeliveryMetrics::new);
+        let metrics =
+            metrics::with_local_recorder(&recorder, || DeliveryMetrics::new(SinkName::Slack));
         let (queue, handle) = {
             let _in_runtime = rt.enter();
-            delivery::spawn(cfg, metrics).expect("start delivery")
+            sinks::spawn(cfg, metrics).expect("start delivery")
         };
         Harness {
             rt,
@@ -493,12 +495,12 @@ fn webhook_url_never_leaks() {
         .unwrap();
     let port = closed.local_addr().unwrap().as_socket().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/services/T000/B000/{TOKEN}");
-    reasons.push(rt.block_on(delivery::send_one(&short(url), &notification(0))));
+    reasons.push(rt.block_on(sinks::send_one(&short(url), &notification(0))));
 
     // No answer; then refusals with a body.
     let hook = Webhook::start();
     hook.set_mode(Mode::Hang);
-    reasons.push(rt.block_on(delivery::send_one(&short(hook.url()), &notification(1))));
+    reasons.push(rt.block_on(sinks::send_one(&short(hook.url()), &notification(1))));
     for mode in [
         Mode::Status(404, "no_service"),
         Mode::Status(503, "service_unavailable"),
@@ -507,7 +509,7 @@ fn webhook_url_never_leaks() {
         },
     ] {
         hook.set_mode(mode);
-        reasons.push(rt.block_on(delivery::send_one(&short(hook.url()), &notification(2))));
+        reasons.push(rt.block_on(sinks::send_one(&short(hook.url()), &notification(2))));
     }
 
     // Not a URL at all, and a wrong scheme.
@@ -515,10 +517,10 @@ fn webhook_url_never_leaks() {
         format!("hooks.slack.com/services/T000/B000/{TOKEN}"),
         format!("ftp://hooks.slack.com/services/T000/B000/{TOKEN}"),
     ] {
-        reasons.push(rt.block_on(delivery::send_one(&short(bad.clone()), &notification(3))));
+        reasons.push(rt.block_on(sinks::send_one(&short(bad.clone()), &notification(3))));
         let spawned = {
             let _in_runtime = rt.enter();
-            delivery::spawn(short(bad), DeliveryMetrics::new()).map(|_| ())
+            sinks::spawn(short(bad), DeliveryMetrics::new(SinkName::Slack)).map(|_| ())
         };
         reasons.push(spawned);
     }
@@ -550,5 +552,57 @@ fn webhook_url_never_leaks() {
         serde_json::to_string(&cfg.webhook).unwrap(),
         "\"[redacted]\""
     );
+    assert_no_secret_logged();
+}
+
+/// One incident's notification hangs at the webhook: another incident's
+/// critical notification still goes out at once, while the hung one is
+/// outstanding; the hung incident's next notification waits its turn.
+#[test]
+fn a_hanging_notification_never_holds_up_another_incident() {
+    let hook = Webhook::start();
+    hook.hang_when(Some("alert #0"));
+    let h = Harness::start(DeliveryConfig {
+        // Far longer than the waits below: the hung request stays
+        // outstanding throughout.
+        timeout: Duration::from_secs(600),
+        ..config(&hook.url())
+    });
+    let hung = h.submit(notification(0));
+    hook.wait_for(1, PATIENCE);
+    // The same incident's next notification queues behind it.
+    let behind = h.submit(notification(1));
+    let critical = h.submit(Notification {
+        kind: Kind::UsersSeeingErrors,
+        pool: None,
+        title: "Users are seeing errors: alert #7".into(),
+        ..notification(7)
+    });
+    assert_eq!(h.outcome(critical, PATIENCE), Outcome::Sent);
+
+    let received = hook.received();
+    let accepted: Vec<usize> = hook.accepted().iter().map(number).collect();
+    assert_eq!(accepted, [7], "{received:?}");
+    // Delivered while #0 was still hanging on its first attempt, and #1
+    // not tried before it.
+    assert_eq!(received[0].answered, 0, "{received:?}");
+    assert_eq!(
+        received.iter().filter(|r| number(&r.body) == 0).count(),
+        1,
+        "{received:?}"
+    );
+    assert!(
+        received.iter().all(|r| number(&r.body) != 1),
+        "{received:?}"
+    );
+
+    // Released: the incident's notifications go out in order.
+    hook.hang_when(None);
+    assert_eq!(h.outcome(hung, PATIENCE), Outcome::Sent);
+    assert_eq!(h.outcome(behind, PATIENCE), Outcome::Sent);
+    // In arrival order: #0 (held), #7 meanwhile, #1 only once #0 was done.
+    let accepted: Vec<usize> = hook.accepted().iter().map(number).collect();
+    assert_eq!(accepted, [0, 7, 1]);
+    assert_eq!(hook.violations(), Vec::<String>::new());
     assert_no_secret_logged();
 }

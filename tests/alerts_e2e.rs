@@ -108,7 +108,7 @@ fn failover_is_told_once_then_recovery_and_replay_agrees() {
     assert_eq!(texts(&hook).len(), 1, "{:?}", texts(&hook));
     let m = pw.metrics();
     assert!(
-        m.get("poolwatch_alerts_total{kind=\"failover\",outcome=\"suppressed_cooldown\"}") >= 1.0
+        m.get("poolwatch_alerts_total{sink=\"slack\",kind=\"failover\",outcome=\"suppressed_cooldown\"}") >= 1.0
     );
     assert_eq!(
         m.get("poolwatch_failovers_total{from=\"blue\",to=\"green\"}"),
@@ -138,11 +138,11 @@ fn failover_is_told_once_then_recovery_and_replay_agrees() {
         0.0
     );
     assert_eq!(
-        m.get("poolwatch_alerts_total{kind=\"failover\",outcome=\"sent\"}"),
+        m.get("poolwatch_alerts_total{sink=\"slack\",kind=\"failover\",outcome=\"sent\"}"),
         1.0
     );
     assert_eq!(
-        m.get("poolwatch_alerts_total{kind=\"recovery\",outcome=\"sent\"}"),
+        m.get("poolwatch_alerts_total{sink=\"slack\",kind=\"recovery\",outcome=\"sent\"}"),
         1.0
     );
     // Stopping delivers whatever is still queued: after it, nothing more
@@ -313,7 +313,7 @@ fn maintenance_holds_back_then_resumes_and_expires() {
     pw.send(&[rescued()]);
     assert!(wait_until(PATIENCE, || {
         pw.metrics()
-            .get("poolwatch_alerts_total{kind=\"failover\",outcome=\"suppressed_maintenance\"}")
+            .get("poolwatch_alerts_total{sink=\"slack\",kind=\"failover\",outcome=\"suppressed_maintenance\"}")
             == 1.0
     }));
     assert_eq!(pw.metrics().get("poolwatch_maintenance_mode"), 1.0);
@@ -435,7 +435,7 @@ fn a_hanging_webhook_never_slows_ingestion() {
     let m = pw.metrics();
     assert_eq!(m.get("poolwatch_ingest_kernel_drops_total"), 0.0);
     assert_eq!(
-        m.get("poolwatch_alert_queue_depth"),
+        m.get("poolwatch_alert_queue_depth{sink=\"slack\"}"),
         0.0,
         "the stuck one is in hand, not queued"
     );

@@ -575,7 +575,7 @@ fn a_fifo_as_maintenance_file_blocks_nothing() {
     // The rules still run: a failover is judged, and held back.
     pw.send(&vec![blue_ok(); 30]);
     pw.send(&[rescued()]);
-    let held = "poolwatch_alerts_total{kind=\"failover\",outcome=\"suppressed_maintenance\"}";
+    let held = "poolwatch_alerts_total{sink=\"slack\",kind=\"failover\",outcome=\"suppressed_maintenance\"}";
     assert!(
         wait_until(PATIENCE, || pw.metrics().get(held) >= 1.0),
         "{}",

@@ -16,10 +16,11 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::delivery::{self, AlertQueue, Outcome};
+use super::delivery::{AlertOutcome, Outcome, SinkName};
 use super::finding::{Facts, Finding, IncidentKey, Kind, Phase, Severity};
 use super::incident::{Decision, Incidents, OpenIncident};
 use super::rules::Rules;
+use super::sinks::Sinks;
 use super::snapshot::Snapshot;
 use super::wording::{Notification, timestamp, words};
 use crate::maintenance::{Maintenance, MaintenanceStatus, Transition};
@@ -78,81 +79,81 @@ pub struct RecentNotification {
     pub kind: Kind,
     pub pool: Option<String>,
     pub title: String,
-    /// `sent`, `suppressed_cooldown`, `suppressed_maintenance`, `dropped`.
-    pub outcome: &'static str,
+    /// `sent` (handed to delivery), `suppressed_cooldown`,
+    /// `suppressed_maintenance`, `dropped`.
+    pub outcome: AlertOutcome,
 }
 
-/// Metric handles the loop owns.
+/// Metric handles the loop owns, indexed by their label enums.
 struct LoopMetrics {
-    /// `[kind][0 = cooldown, 1 = maintenance]`.
-    suppressed: Vec<[Counter; 2]>,
+    /// Per sink, `[cooldown, maintenance][kind]`: what the loop held back
+    /// is held back from every sink.
+    suppressed: Vec<[[Counter; Kind::ALL.len()]; 2]>,
     /// `[from][to]` over known pools.
     failovers: Vec<Vec<Counter>>,
-    /// `(kind, pool label)` → gauge.
-    incident_open: Vec<(Kind, Option<usize>, Gauge)>,
+    incident_open: Vec<(IncidentKey, Gauge)>,
     maintenance_mode: Gauge,
 }
 
 impl LoopMetrics {
-    fn register(labels: &[String], known: usize) -> LoopMetrics {
-        use metrics::{counter, describe_counter, describe_gauge, gauge};
-        describe_counter!(
-            "poolwatch_failovers_total",
-            "Failovers detected: the primary failing while another pool served."
-        );
-        describe_gauge!(
-            "poolwatch_incident_open",
-            "1 while an incident of this kind is open for the pool (pool=\"all\" for site-wide)."
-        );
-        describe_gauge!(
-            "poolwatch_maintenance_mode",
-            "1 while maintenance mode holds back notifications."
-        );
+    fn register(labels: &[String], known: usize, sinks: &[SinkName]) -> LoopMetrics {
+        use crate::metrics as m;
+        m::describe_alert_loop();
         let mut incident_open = Vec::new();
         for kind in [Kind::Failover, Kind::ErrorRate] {
             for (p, label) in labels.iter().enumerate().take(known) {
-                incident_open.push((
+                let key = IncidentKey {
                     kind,
-                    Some(p),
-                    gauge!("poolwatch_incident_open", "kind" => kind.label(), "pool" => label.clone()),
-                ));
+                    pool: Some(p),
+                };
+                incident_open.push((key, m::incident_open(kind.label(), label)));
             }
         }
-        incident_open.push((
-            Kind::UsersSeeingErrors,
-            None,
-            gauge!("poolwatch_incident_open", "kind" => Kind::UsersSeeingErrors.label(), "pool" => "all"),
-        ));
+        let site = IncidentKey {
+            kind: Kind::UsersSeeingErrors,
+            pool: None,
+        };
+        incident_open.push((site, m::incident_open(site.kind.label(), "all")));
         LoopMetrics {
-            suppressed: Kind::ALL
+            suppressed: sinks
                 .iter()
-                .map(|&k| {
+                .map(|sink| {
                     [
-                        delivery::alerts_counter(k, "suppressed_cooldown"),
-                        delivery::alerts_counter(k, "suppressed_maintenance"),
+                        AlertOutcome::SuppressedCooldown,
+                        AlertOutcome::SuppressedMaintenance,
                     ]
+                    .map(|o| Kind::ALL.map(|k| m::alerts_total(sink.label(), k.label(), o.label())))
                 })
                 .collect(),
             failovers: (0..known)
                 .map(|from| {
                     (0..known)
-                        .map(|to| {
-                            counter!("poolwatch_failovers_total", "from" => labels[from].clone(), "to" => labels[to].clone())
-                        })
+                        .map(|to| m::failovers_total(&labels[from], &labels[to]))
                         .collect()
                 })
                 .collect(),
             incident_open,
-            maintenance_mode: gauge!("poolwatch_maintenance_mode"),
+            maintenance_mode: m::maintenance_mode(),
+        }
+    }
+
+    fn held_back(&self, decision: Decision, kind: Kind) {
+        let which = match decision {
+            Decision::Send => return,
+            Decision::SuppressedCooldown => 0,
+            Decision::SuppressedMaintenance => 1,
+        };
+        for sink in &self.suppressed {
+            sink[which][kind as usize].increment(1);
         }
     }
 }
 
-/// A sent message whose delivery result is still to come.
+/// A sent message whose delivery results are still to come, one per sink.
 struct Pending {
     key: IncidentKey,
     phase: Phase,
-    done: oneshot::Receiver<Outcome>,
+    outcomes: Vec<oneshot::Receiver<Outcome>>,
 }
 
 /// The loop's state.
@@ -161,7 +162,7 @@ pub struct AlertLoop {
     incidents: Incidents,
     /// `RUNBOOK_URL`, for the words.
     runbook_url: Option<String>,
-    queue: AlertQueue,
+    sinks: Sinks,
     metrics: LoopMetrics,
     pending: Vec<Pending>,
     recent: VecDeque<RecentNotification>,
@@ -173,7 +174,7 @@ impl AlertLoop {
         rules: Rules,
         incidents: Incidents,
         runbook_url: Option<String>,
-        queue: AlertQueue,
+        sinks: Sinks,
         labels: &[String],
         known: usize,
     ) -> AlertLoop {
@@ -181,8 +182,8 @@ impl AlertLoop {
             rules,
             incidents,
             runbook_url,
-            queue,
-            metrics: LoopMetrics::register(labels, known),
+            metrics: LoopMetrics::register(labels, known, &sinks.names()),
+            sinks,
             pending: Vec::new(),
             recent: VecDeque::new(),
         }
@@ -229,30 +230,30 @@ impl AlertLoop {
             match self.incidents.decide(&f, now, maintenance_on) {
                 Decision::Send => self.send(&f, true, now),
                 held => {
-                    let which = usize::from(held == Decision::SuppressedMaintenance);
                     let kind = f.kind();
-                    self.metrics.suppressed[kind_index(kind)][which].increment(1);
+                    self.metrics.held_back(held, kind);
                     if held == Decision::SuppressedMaintenance {
                         alerts.maintenance().count_suppressed(kind);
                     }
                     let n = words(&f, self.runbook_url.as_deref());
+                    let outcome = held.outcome().unwrap_or(AlertOutcome::Sent);
                     tracing::info!(
                         kind = kind.label(),
                         title = ?n.title,
-                        outcome = held.outcome().unwrap_or_default(),
+                        outcome = outcome.label(),
                         "notification held back"
                     );
-                    self.remember(&n, held.outcome().unwrap_or_default(), now);
+                    self.remember(&n, outcome, now);
                 }
             }
         }
         self.collect_results();
-        for (kind, pool, g) in &self.metrics.incident_open {
-            let open = self.incidents.is_open(IncidentKey {
-                kind: *kind,
-                pool: *pool,
+        for (key, g) in &self.metrics.incident_open {
+            g.set(if self.incidents.is_open(*key) {
+                1.0
+            } else {
+                0.0
             });
-            g.set(if open { 1.0 } else { 0.0 });
         }
         self.metrics
             .maintenance_mode
@@ -267,47 +268,59 @@ impl AlertLoop {
         *alerts.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
     }
 
-    /// Word `f` and queue it. With `tracked`, its delivery result feeds
-    /// the incident's cooldown and announcement bookkeeping.
+    /// Word `f` and hand it to every sink. With `tracked`, its delivery
+    /// results feed the incident's cooldown and announcement bookkeeping.
     fn send(&mut self, f: &Finding, tracked: bool, now: f64) {
         let n = words(f, self.runbook_url.as_deref());
         tracing::info!(kind = n.kind.label(), title = ?n.title, "notification");
-        let (tx, rx) = oneshot::channel();
-        let outcome = match self.queue.submit(n.clone(), Some(tx)) {
-            Ok(()) => {
-                if tracked {
-                    self.pending.push(Pending {
-                        key: f.key,
-                        phase: f.phase,
-                        done: rx,
-                    });
-                }
-                "sent"
+        let submitted = self.sinks.submit(f, &n);
+        let outcome = if submitted.outcomes.is_empty() {
+            // Counted and logged by the queues; not a cooldown start.
+            if tracked {
+                self.incidents.delivery_failed(f.key, f.phase);
             }
-            Err(_) => {
-                // Counted and logged by the queue; not a cooldown start.
-                if tracked {
-                    self.incidents.delivery_failed(f.key, f.phase);
-                }
-                "dropped"
+            AlertOutcome::Dropped
+        } else {
+            if tracked {
+                self.pending.push(Pending {
+                    key: f.key,
+                    phase: f.phase,
+                    outcomes: submitted.outcomes,
+                });
             }
+            AlertOutcome::Sent
         };
         self.remember(&n, outcome, now);
     }
 
+    /// Notes finished deliveries. Delivered by one sink counts as told:
+    /// only a notification every sink failed to deliver lets the next
+    /// evidence announce the incident again.
     fn collect_results(&mut self) {
         let incidents = &mut self.incidents;
-        self.pending.retain_mut(|p| match p.done.try_recv() {
-            Ok(Outcome::Sent) => false,
-            Ok(Outcome::Failed(_)) | Err(oneshot::error::TryRecvError::Closed) => {
-                incidents.delivery_failed(p.key, p.phase);
-                false
+        self.pending.retain_mut(|p| {
+            let mut delivered = false;
+            p.outcomes.retain_mut(|rx| match rx.try_recv() {
+                Ok(Outcome::Sent) => {
+                    delivered = true;
+                    false
+                }
+                Ok(Outcome::Failed(_)) | Err(oneshot::error::TryRecvError::Closed) => false,
+                Err(oneshot::error::TryRecvError::Empty) => true,
+            });
+            if delivered {
+                // Told: whatever the other sinks do no longer matters here.
+                return false;
             }
-            Err(oneshot::error::TryRecvError::Empty) => true,
+            if p.outcomes.is_empty() {
+                incidents.delivery_failed(p.key, p.phase);
+                return false;
+            }
+            true
         });
     }
 
-    fn remember(&mut self, n: &Notification, outcome: &'static str, now: f64) {
+    fn remember(&mut self, n: &Notification, outcome: AlertOutcome, now: f64) {
         if self.recent.len() == RECENT {
             self.recent.pop_front();
         }
@@ -359,10 +372,6 @@ fn maintenance_finding(t: Transition, now: f64) -> Finding {
             },
         },
     }
-}
-
-fn kind_index(kind: Kind) -> usize {
-    Kind::ALL.iter().position(|k| *k == kind).expect("listed")
 }
 
 pub fn now_unix() -> f64 {

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use super::delivery::AlertOutcome;
 use super::finding::{Finding, IncidentKey, Kind, Phase};
 use super::snapshot::Snapshot;
 use super::wording::timestamp;
@@ -53,12 +54,12 @@ pub enum Decision {
 }
 
 impl Decision {
-    /// `outcome` label of `poolwatch_alerts_total` for held-back messages.
-    pub fn outcome(self) -> Option<&'static str> {
+    /// The outcome counted for a held-back message.
+    pub fn outcome(self) -> Option<AlertOutcome> {
         match self {
             Decision::Send => None,
-            Decision::SuppressedCooldown => Some("suppressed_cooldown"),
-            Decision::SuppressedMaintenance => Some("suppressed_maintenance"),
+            Decision::SuppressedCooldown => Some(AlertOutcome::SuppressedCooldown),
+            Decision::SuppressedMaintenance => Some(AlertOutcome::SuppressedMaintenance),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! `#[test]` functions drive it through a blocking API, and answers the
 //! way Slack does: `200 ok`, an error status with Slack's one-word body,
 //! `429` with `Retry-After`, a slow answer, or none at all. The mode can be
-//! switched while a client is waiting.
+//! switched while a client is waiting, and requests whose body holds some
+//! text can be made to hang while the others are answered
+//! ([`Webhook::hang_when`]).
 //!
 //! Every request is recorded, refused ones included. Each body it accepts
 //! (2xx) is checked against `poolwatch::alerting::sinks::slack::check_contract`, and
@@ -70,6 +72,8 @@ struct Shared {
     log: Mutex<Log>,
     changed: Condvar,
     mode: watch::Sender<Mode>,
+    /// Requests whose body contains this hang, whatever the mode.
+    hang_when: watch::Sender<Option<String>>,
 }
 
 impl Shared {
@@ -104,6 +108,7 @@ impl Webhook {
             log: Mutex::new(Log::default()),
             changed: Condvar::new(),
             mode: watch::Sender::new(Mode::Ok),
+            hang_when: watch::Sender::new(None),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         runtime.spawn(async move {
@@ -129,6 +134,15 @@ impl Webhook {
     /// answered.
     pub fn set_mode(&self, mode: Mode) {
         self.shared.mode.send_replace(mode);
+    }
+
+    /// Makes requests whose body contains `needle` hang (until this is
+    /// cleared with `None`; then they are answered as the mode says),
+    /// while the others are answered as usual.
+    pub fn hang_when(&self, needle: Option<&str>) {
+        self.shared
+            .hang_when
+            .send_replace(needle.map(str::to_string));
     }
 
     /// Every request received so far, in arrival order.
@@ -237,8 +251,28 @@ async fn handle(
         return answer(&shared, index, 404, "no_service", None, Some(problem));
     }
 
-    let mut mode = shared.mode.subscribe();
     let mut hanging = false;
+    let mut hang_when = shared.hang_when.subscribe();
+    loop {
+        let held = hang_when
+            .borrow_and_update()
+            .as_deref()
+            .is_some_and(|needle| raw_contains(&body, needle));
+        if !held {
+            break;
+        }
+        if !hanging {
+            hanging = true;
+            let mut log = shared.log();
+            log.settled += 1;
+            shared.changed.notify_all();
+        }
+        if hang_when.changed().await.is_err() {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    }
+
+    let mut mode = shared.mode.subscribe();
     loop {
         let current = mode.borrow_and_update().clone();
         match current {
@@ -267,6 +301,10 @@ async fn handle(
             }
         }
     }
+}
+
+fn raw_contains(body: &[u8], needle: &str) -> bool {
+    String::from_utf8_lossy(body).contains(needle)
 }
 
 /// `200 ok`, after checking the body against the contract.

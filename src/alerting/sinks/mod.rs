@@ -1,4 +1,170 @@
-//! Sinks: a notification rendered for each receiver.
+//! Sinks: where notifications go, each rendering what its receiver needs.
+//!
+//! - [`stdout`]: one JSON line per notification, when no Slack webhook is
+//!   set;
+//! - [`slack`]: Block Kit bodies for Slack's incoming webhook.
+//!
+//! Every sink has its own delivery queue and task (see `delivery`), so one
+//! receiver's outage never delays another. [`Sinks`] is the set the alert
+//! loop hands each notification to.
 
 pub mod slack;
 pub mod stdout;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use self::slack::Slack;
+use self::stdout::Stdout;
+use super::delivery::queue::{Body, Lane, Parcel, Queue, Tracked};
+use super::delivery::retry::{Delivered, deliver};
+use super::delivery::{self, DeliveryConfig, DeliveryHandle, DeliveryMetrics, Outcome, SinkName};
+use super::finding::Finding;
+use super::wording::Notification;
+
+/// Which sink shows notifications to people: Slack with a webhook, stdout
+/// without.
+pub fn message_sink(cfg: &DeliveryConfig) -> SinkName {
+    match cfg.webhook {
+        Some(_) => SinkName::Slack,
+        None => SinkName::Stdout,
+    }
+}
+
+/// The queue of the sink that shows notifications to people (Slack, or
+/// stdout). Cheap to clone.
+#[derive(Clone)]
+pub struct AlertQueue {
+    queue: Queue,
+    sink: SinkName,
+}
+
+impl AlertQueue {
+    /// Queues `n` without waiting, in order with the other notifications
+    /// of its kind and pool. On a full (or shut down) queue, `n` is handed
+    /// back, counted `dropped` and logged with its title, and `done`, if
+    /// any, receives `Failed`. Otherwise `done` receives the final outcome
+    /// once delivery is over.
+    // The refused notification comes back by value so the caller can log,
+    // retry or merge it; this is the rare path, not worth a box.
+    #[allow(clippy::result_large_err)]
+    pub fn submit(
+        &self,
+        n: Notification,
+        done: Option<oneshot::Sender<Outcome>>,
+    ) -> Result<(), Notification> {
+        let lane = Lane::Other(n.kind, n.pool.clone());
+        if self.submit_in(lane, &n, done) {
+            Ok(())
+        } else {
+            Err(n)
+        }
+    }
+
+    /// Queues `n` in `lane`: notifications of one lane go out in order.
+    /// False when the queue refused it (counted and logged there).
+    pub fn submit_in(
+        &self,
+        lane: Lane,
+        n: &Notification,
+        done: Option<oneshot::Sender<Outcome>>,
+    ) -> bool {
+        let sink = self.sink;
+        let words = n.clone();
+        let parcel = Parcel {
+            lane,
+            latest: false,
+            body: Body::Later(Box::new(move || render(sink, &words))),
+            what: n.title.clone(),
+            notices: vec![Tracked::new(n.kind, done)],
+        };
+        self.queue.push(parcel).is_ok()
+    }
+}
+
+fn render(sink: SinkName, n: &Notification) -> Bytes {
+    match sink {
+        SinkName::Slack => slack::body(n),
+        _ => stdout::body(n),
+    }
+}
+
+/// Starts the delivery task of the message sink that `cfg` configures, on
+/// the current tokio runtime, counting in `metrics` (registered for
+/// [`message_sink`]).
+///
+/// Fails when the webhook URL is not an http(s) URL or the HTTPS client
+/// cannot be built (for example, no CA certificates on the system): both
+/// are start-up problems, better reported before the first incident.
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
+pub fn spawn(
+    cfg: DeliveryConfig,
+    metrics: DeliveryMetrics,
+) -> Result<(AlertQueue, DeliveryHandle), String> {
+    let sink = message_sink(&cfg);
+    debug_assert_eq!(metrics.sink, sink, "metrics registered for another sink");
+    let (queue, handle) = match &cfg.webhook {
+        Some(url) => delivery::spawn(Slack::new(url, cfg.timeout)?, &cfg, metrics),
+        None => delivery::spawn(Stdout, &cfg, metrics),
+    };
+    Ok((AlertQueue { queue, sink }, handle))
+}
+
+/// Delivers `n` once through the message sink, with the usual retry rules
+/// but a short retry budget (three attempt timeouts), for `poolwatch
+/// alert-test`. The error is the reason, with every secret redacted.
+pub async fn send_one(cfg: &DeliveryConfig, n: &Notification) -> Result<(), String> {
+    let policy = cfg.policy(cfg.max_retry_for.min(cfg.timeout * 3));
+    let body = render(message_sink(cfg), n);
+    let never = tokio_util::sync::CancellationToken::new();
+    let sink = message_sink(cfg).label();
+    let result = match &cfg.webhook {
+        Some(url) => {
+            let slack = Slack::new(url, cfg.timeout)?;
+            deliver(&slack, &policy, &body, &n.title, sink, &never).await
+        }
+        None => deliver(&Stdout, &policy, &body, &n.title, sink, &never).await,
+    };
+    match result {
+        Delivered::Sent(_) => Ok(()),
+        Delivered::Failed(reason) => Err(reason),
+        Delivered::Superseded => Err("replaced by a newer notification".into()),
+    }
+}
+
+/// A notification handed to the sinks: receivers of its outcome, one per
+/// sink that took it.
+pub struct Submitted {
+    pub outcomes: Vec<oneshot::Receiver<Outcome>>,
+}
+
+/// Every configured sink.
+pub struct Sinks {
+    messages: AlertQueue,
+}
+
+impl Sinks {
+    pub fn new(messages: AlertQueue) -> Sinks {
+        Sinks { messages }
+    }
+
+    /// The sinks configured, for per-sink counting of what the alert loop
+    /// holds back.
+    pub fn names(&self) -> Vec<SinkName> {
+        vec![self.messages.sink]
+    }
+
+    /// Hands `n` (the words for `f`) to every sink, in the lane of `f`'s
+    /// incident.
+    pub fn submit(&mut self, f: &Finding, n: &Notification) -> Submitted {
+        let mut outcomes = Vec::new();
+        let (tx, rx) = oneshot::channel();
+        if self.messages.submit_in(Lane::Incident(f.key), n, Some(tx)) {
+            outcomes.push(rx);
+        }
+        Submitted { outcomes }
+    }
+}

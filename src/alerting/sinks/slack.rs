@@ -17,13 +17,71 @@
 //! limit, and an alert that is refused is worse than a shortened one, so
 //! every piece is cut to its limit on a character boundary, marked with
 //! `…`. [`check_contract`] checks a body against all of this; tests use it
-//! on what reaches the fake webhook, and delivery checks each body before
-//! sending it.
+//! on what reaches the fake webhook, and [`body`] checks each body before
+//! it is queued.
+//!
+//! The webhook URL is a credential (anyone holding it can post to the
+//! channel): the [`Slack`] transport keeps it in a `Secret` and posts
+//! through the shared HTTP endpoint, which redacts it from every reason.
 
+use std::time::Duration;
+
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
+use crate::alerting::delivery::http::Endpoint;
+use crate::alerting::delivery::retry::{Failure, Transport};
 use crate::alerting::finding::Severity;
 use crate::alerting::wording::Notification;
+use crate::secret::Secret;
+
+/// Checks that `url` is an absolute http(s) URL with a host, with a message
+/// that does not repeat it, for settings validation.
+pub fn check_webhook_url(url: &Secret) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url.expose())
+        .map_err(|e| format!("the Slack webhook URL is not a valid URL ({e})"))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err("the Slack webhook URL must start with https://".into());
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("the Slack webhook URL has no host".into());
+    }
+    Ok(())
+}
+
+/// Slack's incoming webhook as a delivery transport.
+pub struct Slack {
+    endpoint: Endpoint,
+}
+
+impl Slack {
+    /// Fails when the URL is not an http(s) URL or the HTTPS client cannot
+    /// be built: start-up problems, better reported before the first
+    /// incident. The reason never holds the URL.
+    pub fn new(url: &Secret, timeout: Duration) -> Result<Slack, String> {
+        check_webhook_url(url)?;
+        Ok(Slack {
+            endpoint: Endpoint::new("Slack", url, None, timeout)?,
+        })
+    }
+}
+
+impl Transport for Slack {
+    async fn send(&self, body: Bytes) -> Result<(), Failure> {
+        self.endpoint.post_json(body).await
+    }
+}
+
+/// `n` as the bytes to POST, rendered and checked once.
+pub fn body(n: &Notification) -> Bytes {
+    let body = render(n);
+    let checked = check_contract(&body);
+    debug_assert!(checked.is_ok(), "rendered Slack body: {checked:?}");
+    if let Err(e) = checked {
+        tracing::warn!(kind = n.kind.label(), error = %e, "Slack body breaks the webhook contract; sending anyway");
+    }
+    Bytes::from(serde_json::to_vec(&body).expect("a JSON value serializes"))
+}
 
 /// Most blocks Slack accepts in one message.
 pub const MAX_BLOCKS: usize = 50;
@@ -629,6 +687,20 @@ mod tests {
             .flat_map(|f| f.as_array().unwrap().iter())
             .map(|f| f["text"].as_str().unwrap().to_owned())
             .collect()
+    }
+
+    #[test]
+    fn webhook_url_checks_do_not_repeat_the_url() {
+        let url = "https://hooks.slack.com/services/T000/B000/XXXXSECRET";
+        assert!(check_webhook_url(&Secret::new(url)).is_ok());
+        for bad in [
+            "hooks.slack.com/XXXXSECRET",
+            "ftp://h/XXXXSECRET",
+            "https://[XXXXSECRET/",
+        ] {
+            let e = check_webhook_url(&Secret::new(bad)).unwrap_err();
+            assert!(!e.contains("XXXX"), "{e}");
+        }
     }
 
     #[test]

@@ -11,18 +11,19 @@
 
 use std::io::{self, Write};
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
+use crate::alerting::delivery::retry::{Failure, Transport};
 use crate::alerting::finding::{Kind, Severity};
-use crate::alerting::wording::Notification;
-use crate::logtime;
+use crate::alerting::wording::{Notification, timestamp};
 
 /// One stdout line. `fields` keeps the notification's order; a label that
 /// repeats gets ` #2`, ` #3`… so that no value is lost to a duplicate key.
 #[derive(Debug, Serialize)]
 pub struct Line<'a> {
-    /// When the line was written, RFC 3339 UTC.
+    /// When the notification was handed to delivery, RFC 3339 UTC.
     pub ts: String,
     pub kind: Kind,
     pub severity: Severity,
@@ -40,7 +41,7 @@ impl<'a> Line<'a> {
     /// The line for `n`, stamped `ts` (Unix seconds).
     pub fn new(n: &'a Notification, ts: i64) -> Line<'a> {
         Line {
-            ts: logtime::format_rfc3339(ts),
+            ts: timestamp(ts as f64),
             kind: n.kind,
             severity: n.severity,
             pool: n.pool.as_deref(),
@@ -76,23 +77,31 @@ pub fn line(n: &Notification, ts: i64) -> String {
 }
 
 /// Writes `line` and a newline to `out` and flushes it.
-pub fn write_line(out: &mut impl Write, line: &str) -> io::Result<()> {
-    out.write_all(line.as_bytes())?;
+pub fn write_line(out: &mut impl Write, line: &[u8]) -> io::Result<()> {
+    out.write_all(line)?;
     out.write_all(b"\n")?;
     out.flush()
 }
 
-/// Writes `line` to stdout, flushed. Holding the lock for the whole line
-/// keeps it from interleaving with other writers.
-pub fn print_line(line: &str) -> io::Result<()> {
-    write_line(&mut io::stdout().lock(), line)
+/// `n` as the bytes of its line, stamped now.
+pub fn body(n: &Notification) -> Bytes {
+    let ts = crate::alerting::now_unix() as i64;
+    Bytes::from(line(n, ts))
 }
 
-/// Seconds since the Unix epoch now, for stamping lines.
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+/// Standard output as a delivery transport.
+pub struct Stdout;
+
+impl Transport for Stdout {
+    async fn send(&self, body: Bytes) -> Result<(), Failure> {
+        // A full pipe blocks the writer; keep that off the runtime.
+        // Holding the lock for the whole line keeps it from interleaving
+        // with other writers.
+        tokio::task::spawn_blocking(move || write_line(&mut io::stdout().lock(), &body))
+            .await
+            .map_err(|e| Failure::Permanent(format!("stdout writer: {e}")))?
+            .map_err(|e| Failure::Permanent(format!("cannot write to stdout: {e}")))
+    }
 }
 
 #[cfg(test)]
@@ -147,8 +156,8 @@ mod tests {
     #[test]
     fn write_line_ends_each_line() {
         let mut out = Vec::new();
-        write_line(&mut out, "{}").unwrap();
-        write_line(&mut out, "{\"a\":1}").unwrap();
+        write_line(&mut out, b"{}").unwrap();
+        write_line(&mut out, b"{\"a\":1}").unwrap();
         assert_eq!(out, b"{}\n{\"a\":1}\n");
     }
 }
