@@ -67,6 +67,19 @@ pub struct Cli {
     pub log: LogArgs,
 }
 
+impl Cli {
+    /// Every secret among the settings, for redaction.
+    pub fn secrets(&self) -> Vec<&Secret> {
+        [
+            self.alerts.slack_webhook_url.as_ref(),
+            self.admin.admin_token.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// Run the receiver (the default when no subcommand is given).

@@ -2,9 +2,11 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use poolwatch::config::{self, Cli, Command, LogArgs, LogFormat};
+use poolwatch::secret::{RedactingWriter, Redactor, redact_panics};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -14,8 +16,12 @@ fn main() -> ExitCode {
     }
     config::unset_empty_settings();
     let cli = Cli::parse();
-    if let Err(e) = init_logging(&cli.log) {
-        eprintln!("poolwatch: {e}");
+    // Whatever prints, secrets do not: log lines, panic messages and the
+    // error below all go through the same redaction.
+    let redactor = Arc::new(Redactor::new(cli.secrets()));
+    redact_panics(redactor.clone());
+    if let Err(e) = init_logging(&cli.log, &redactor) {
+        eprintln!("poolwatch: {}", redactor.redact(&e));
         return ExitCode::from(2);
     }
     let result = match &cli.command {
@@ -33,13 +39,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("poolwatch: {e}");
+            eprintln!("poolwatch: {}", redactor.redact(&e));
             ExitCode::from(2)
         }
     }
 }
 
-fn init_logging(log: &LogArgs) -> Result<(), String> {
+fn init_logging(log: &LogArgs, redactor: &Arc<Redactor>) -> Result<(), String> {
     let filter = EnvFilter::try_new(&log.log_level).map_err(|e| {
         format!(
             "invalid value '{}' for LOG_LEVEL (--log-level): {e}; accepted: error, warn, info, \
@@ -50,7 +56,7 @@ fn init_logging(log: &LogArgs) -> Result<(), String> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(RedactingWriter::new(redactor.clone()));
     match log.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

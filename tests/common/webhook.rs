@@ -43,6 +43,12 @@ pub enum Mode {
     Hang,
     /// Wait this long, then `200 ok`.
     Slow(Duration),
+    /// This status, with a body that echoes the request's path (the
+    /// webhook's secret) after `pad` bytes of filler, as some proxies'
+    /// error pages do.
+    Echo { status: u16, pad: usize },
+    /// This 3xx status, with `Location: location`.
+    Redirect { status: u16, location: &'static str },
 }
 
 /// One request, as received.
@@ -69,6 +75,8 @@ struct Log {
 }
 
 struct Shared {
+    /// The path requests must be sent to: the webhook's secret.
+    path: String,
     log: Mutex<Log>,
     changed: Condvar,
     mode: watch::Sender<Mode>,
@@ -94,6 +102,12 @@ pub struct Webhook {
 impl Webhook {
     /// Starts a webhook in [`Mode::Ok`] on a free loopback port.
     pub fn start() -> Webhook {
+        Self::start_at(PATH)
+    }
+
+    /// Starts a webhook that expects requests at `path` (shaped like
+    /// [`PATH`], with another secret).
+    pub fn start_at(path: &str) -> Webhook {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("fake-slack")
@@ -105,6 +119,7 @@ impl Webhook {
             .expect("bind the webhook on 127.0.0.1");
         let addr = listener.local_addr().expect("webhook address");
         let shared = Arc::new(Shared {
+            path: path.to_string(),
             log: Mutex::new(Log::default()),
             changed: Condvar::new(),
             mode: watch::Sender::new(Mode::Ok),
@@ -123,7 +138,7 @@ impl Webhook {
 
     /// The webhook URL to configure, `http://127.0.0.1:PORT/services/…`.
     pub fn url(&self) -> String {
-        format!("http://{}{PATH}", self.addr)
+        format!("http://{}{}", self.addr, self.shared.path)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -243,10 +258,11 @@ async fn handle(
         log.received.len() - 1
     };
 
-    if method != Method::POST || uri.path() != PATH {
+    if method != Method::POST || uri.path() != shared.path {
         let problem = format!(
-            "request #{index}: {method} {} (expected POST {PATH})",
-            uri.path()
+            "request #{index}: {method} {} (expected POST {})",
+            uri.path(),
+            shared.path
         );
         return answer(&shared, index, 404, "no_service", None, Some(problem));
     }
@@ -298,6 +314,20 @@ async fn handle(
             Mode::RateLimited { retry_after_secs } => {
                 let retry = Some(retry_after_secs);
                 return answer_settled(&shared, index, 429, "rate_limited", retry, None, hanging);
+            }
+            Mode::Echo { status, pad } => {
+                let mut response = answer_settled(&shared, index, status, "", None, None, hanging);
+                let text = format!("{}{} not found here", "x".repeat(pad), uri.path());
+                *response.body_mut() = axum::body::Body::from(text);
+                return response;
+            }
+            Mode::Redirect { status, location } => {
+                let mut response =
+                    answer_settled(&shared, index, status, "moved", None, None, hanging);
+                response
+                    .headers_mut()
+                    .insert(header::LOCATION, location.parse().unwrap());
+                return response;
             }
         }
     }

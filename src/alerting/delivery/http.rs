@@ -266,6 +266,10 @@ fn tls_rejection(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         {
             return Some(format!("{why:?}"));
         }
+        // Wrapped where a downcast cannot see it: rustls words it so.
+        if let Some((_, why)) = err.to_string().split_once("invalid peer certificate: ") {
+            return Some(why.to_string());
+        }
         current = err.source();
     }
     None
@@ -375,5 +379,9 @@ mod tests {
         assert_eq!(tls_rejection(&io).as_deref(), Some("UnknownIssuer"));
         let other = std::io::Error::other("connection refused");
         assert_eq!(tls_rejection(&other), None);
+        let worded = std::io::Error::other(
+            "client error (Connect): invalid peer certificate: NotValidForName",
+        );
+        assert_eq!(tls_rejection(&worded).as_deref(), Some("NotValidForName"));
     }
 }
