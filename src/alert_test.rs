@@ -1,10 +1,11 @@
-//! `poolwatch alert-test`: one sample notification through the configured
-//! sink, so a new webhook can be checked before it is needed. Exits
-//! non-zero with Slack's reason when delivery fails.
+//! `poolwatch alert-test`: one sample notification through every
+//! configured sink (Slack or stdout, and each Alertmanager), so a new
+//! webhook or route can be checked before it is needed. Exits non-zero with
+//! the receiver's reason when a delivery fails.
 
 use crate::alerting::finding::{Facts, Finding, IncidentKey, Kind, Phase, Severity};
 use crate::alerting::now_unix;
-use crate::alerting::sinks;
+use crate::alerting::sinks::{self, alertmanager};
 use crate::alerting::wording::words;
 use crate::config::Cli;
 
@@ -36,6 +37,20 @@ pub fn main(cli: &Cli) -> Result<(), String> {
     match cfg.webhook {
         Some(_) => eprintln!("poolwatch: test notification accepted by Slack"),
         None => eprintln!("poolwatch: no SLACK_WEBHOOK_URL; test notification printed on stdout"),
+    }
+    if let Some(am) = cli.alerts.alertmanager_config(cli.receiver.http_listen) {
+        let mut failed = Vec::new();
+        for (host, result) in rt.block_on(alertmanager::send_test(&am, &cfg, &f, &n)) {
+            match result {
+                Ok(()) => eprintln!(
+                    "poolwatch: test alert PoolwatchAlertTest accepted by Alertmanager at {host}"
+                ),
+                Err(e) => failed.push(format!("Alertmanager at {host}: {e}")),
+            }
+        }
+        if !failed.is_empty() {
+            return Err(format!("alert test failed: {}", failed.join("; ")));
+        }
     }
     Ok(())
 }

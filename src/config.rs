@@ -17,7 +17,9 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::alerting::delivery::DeliveryConfig;
+use crate::alerting::delivery::http::Auth;
 use crate::alerting::rules::RulesConfig;
+use crate::alerting::sinks::alertmanager::{self, AlertmanagerConfig};
 use crate::alerting::sinks::slack::check_webhook_url;
 use crate::duration::parse_duration;
 use crate::ingest::allow::AllowList;
@@ -68,15 +70,22 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// Every secret among the settings, for redaction.
-    pub fn secrets(&self) -> Vec<&Secret> {
-        [
-            self.alerts.slack_webhook_url.as_ref(),
-            self.admin.admin_token.as_ref(),
+    /// Every secret among the settings, in every form it is sent in, for
+    /// redaction.
+    pub fn secrets(&self) -> Vec<Secret> {
+        let mut out: Vec<Secret> = [
+            &self.alerts.slack_webhook_url,
+            &self.admin.admin_token,
+            &self.alerts.alertmanager_bearer_token,
         ]
         .into_iter()
         .flatten()
-        .collect()
+        .cloned()
+        .collect();
+        if let Some(userpass) = &self.alerts.alertmanager_basic_auth {
+            out.extend(Auth::Basic(userpass.clone()).secrets());
+        }
+        out
     }
 }
 
@@ -362,20 +371,213 @@ pub struct AlertArgs {
         global = true
     )]
     pub alert_drain_sec: u64,
+
+    /// Alertmanager base URLs, comma-separated, such as
+    /// http://alertmanager:9093. Open incidents are posted to
+    /// /api/v2/alerts of each (an HA cluster gets every alert, as
+    /// Prometheus sends them), in addition to Slack or stdout.
+    #[arg(
+        long,
+        env = "ALERTMANAGER_URL",
+        value_name = "ALERTMANAGER_URL",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub alertmanager_url: Vec<String>,
+
+    /// `user:password` for HTTP basic authentication to Alertmanager. A
+    /// secret: never logged or shown.
+    #[arg(
+        long,
+        env = "ALERTMANAGER_BASIC_AUTH",
+        value_name = "ALERTMANAGER_BASIC_AUTH",
+        hide_env_values = true,
+        global = true
+    )]
+    pub alertmanager_basic_auth: Option<Secret>,
+
+    /// Bearer token for Alertmanager (`Authorization: Bearer TOKEN`). A
+    /// secret: never logged or shown.
+    #[arg(
+        long,
+        env = "ALERTMANAGER_BEARER_TOKEN",
+        value_name = "ALERTMANAGER_BEARER_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub alertmanager_bearer_token: Option<Secret>,
+
+    /// Seconds between re-sends of open alerts to Alertmanager (1 to 30);
+    /// each carries an endsAt four intervals ahead, so the alerts of a
+    /// poolwatch that stopped expire.
+    #[arg(
+        long,
+        env = "ALERTMANAGER_RESEND_SEC",
+        value_name = "ALERTMANAGER_RESEND_SEC",
+        default_value_t = 30,
+        value_parser = whole::<u64>(1, 30),
+        global = true
+    )]
+    pub alertmanager_resend_sec: u64,
+
+    /// The `instance` label of alerts sent to Alertmanager (default: this
+    /// machine's host name).
+    #[arg(
+        long,
+        env = "INSTANCE_NAME",
+        value_name = "INSTANCE_NAME",
+        global = true
+    )]
+    pub instance_name: Option<String>,
+
+    /// Static labels added to every alert sent to Alertmanager,
+    /// comma-separated NAME=VALUE pairs such as cluster=prod,team=web.
+    #[arg(
+        long,
+        env = "ALERT_LABELS",
+        value_name = "ALERT_LABELS",
+        value_delimiter = ',',
+        value_parser = parse_alert_label,
+        global = true
+    )]
+    pub alert_labels: Vec<AlertLabel>,
+
+    /// Base URL where people reach this poolwatch's HTTP API; alerts link
+    /// to its /state (default: http://INSTANCE_NAME:PORT of HTTP_LISTEN).
+    #[arg(long, env = "PUBLIC_URL", value_name = "PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+}
+
+/// A static label of `ALERT_LABELS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertLabel {
+    pub name: String,
+    pub value: String,
+}
+
+/// Labels poolwatch sets itself.
+const OWN_LABELS: [&str; 4] = ["alertname", "pool", "severity", "instance"];
+
+fn parse_alert_label(s: &str) -> Result<AlertLabel, String> {
+    let accepted = "accepted: comma-separated NAME=VALUE pairs such as cluster=prod,team=web; \
+                    names of letters, digits and '_' not starting with a digit or '__', other \
+                    than alertname, pool, severity and instance";
+    let (name, value) = s.split_once('=').ok_or(accepted)?;
+    let (name, value) = (name.trim(), value.trim());
+    let valid_name = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__")
+        && !OWN_LABELS.contains(&name);
+    if !valid_name || value.is_empty() {
+        return Err(accepted.to_string());
+    }
+    Ok(AlertLabel {
+        name: name.to_string(),
+        value: value.to_string(),
+    })
+}
+
+/// This machine's host name, as the kernel has it (the container's name
+/// in a container).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "poolwatch".to_string())
 }
 
 impl AlertArgs {
-    /// Check the webhook URL without ever printing it.
+    /// Check the webhook URL without ever printing it, and the
+    /// Alertmanager settings.
     pub fn validate(&self) -> Result<(), String> {
-        match &self.slack_webhook_url {
-            Some(url) => check_webhook_url(url).map_err(|e| {
+        if let Some(url) = &self.slack_webhook_url {
+            check_webhook_url(url).map_err(|e| {
                 format!(
                     "invalid value for SLACK_WEBHOOK_URL (--slack-webhook-url): {e}; accepted: an \
                      https:// Slack incoming-webhook URL (the value is not shown)"
                 )
-            }),
-            None => Ok(()),
+            })?;
         }
+        for url in &self.alertmanager_url {
+            alertmanager::check_url(url.trim()).map_err(|e| {
+                format!(
+                    "invalid value for ALERTMANAGER_URL (--alertmanager-url): {e}; accepted: \
+                     comma-separated http(s) base URLs such as http://alertmanager:9093"
+                )
+            })?;
+        }
+        if self.alertmanager_basic_auth.is_some() && self.alertmanager_bearer_token.is_some() {
+            return Err(
+                "ALERTMANAGER_BASIC_AUTH and ALERTMANAGER_BEARER_TOKEN are both set; \
+                        accepted: one of them"
+                    .into(),
+            );
+        }
+        if let Some(userpass) = &self.alertmanager_basic_auth
+            && !userpass.expose().contains(':')
+        {
+            return Err(
+                "invalid value for ALERTMANAGER_BASIC_AUTH (--alertmanager-basic-auth); \
+                        accepted: user:password (the value is not shown)"
+                    .into(),
+            );
+        }
+        if let Some(url) = &self.public_url {
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => {
+                    return Err(format!(
+                        "invalid value '{url}' for PUBLIC_URL (--public-url); accepted: an \
+                         http(s) URL such as https://poolwatch.example.com"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The Alertmanager sink's settings, or `None` without
+    /// `ALERTMANAGER_URL`. `http` is where the HTTP API listens, for the
+    /// default `PUBLIC_URL`.
+    pub fn alertmanager_config(&self, http: SocketAddr) -> Option<AlertmanagerConfig> {
+        let urls: Vec<String> = self
+            .alertmanager_url
+            .iter()
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return None;
+        }
+        let instance = self.instance_name.clone().unwrap_or_else(host_name);
+        let public = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{instance}:{}", http.port()));
+        Some(AlertmanagerConfig {
+            urls,
+            auth: match (
+                &self.alertmanager_basic_auth,
+                &self.alertmanager_bearer_token,
+            ) {
+                (Some(userpass), _) => Some(Auth::Basic(userpass.clone())),
+                (None, Some(token)) => Some(Auth::Bearer(token.clone())),
+                (None, None) => None,
+            },
+            resend: Duration::from_secs(self.alertmanager_resend_sec),
+            instance,
+            labels: self
+                .alert_labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect(),
+            generator_url: format!("{}/state", public.trim_end_matches('/')),
+        })
     }
 
     pub fn delivery_config(&self) -> DeliveryConfig {
@@ -828,6 +1030,87 @@ mod tests {
             panic!()
         };
         assert_eq!(duration, Some(Duration::from_secs(1800)));
+    }
+
+    #[test]
+    fn alertmanager_settings() {
+        let http: SocketAddr = "0.0.0.0:9514".parse().unwrap();
+        let cli = Cli::try_parse_from(["poolwatch"]).unwrap();
+        assert!(cli.alerts.alertmanager_config(http).is_none());
+        let cli = Cli::try_parse_from([
+            "poolwatch",
+            "--alertmanager-url",
+            "http://am1:9093, http://am2:9093/",
+            "--instance-name",
+            "w1",
+            "--alert-labels",
+            "cluster=prod,team=web",
+            "--alertmanager-bearer-token",
+            "tok",
+        ])
+        .unwrap();
+        cli.alerts.validate().unwrap();
+        let am = cli.alerts.alertmanager_config(http).unwrap();
+        assert_eq!(am.urls, ["http://am1:9093", "http://am2:9093/"]);
+        assert_eq!(am.instance, "w1");
+        assert_eq!(am.generator_url, "http://w1:9514/state");
+        assert_eq!(am.resend, Duration::from_secs(30));
+        assert_eq!(
+            am.labels,
+            [
+                ("cluster".to_string(), "prod".to_string()),
+                ("team".to_string(), "web".to_string())
+            ]
+        );
+        assert!(matches!(am.auth, Some(Auth::Bearer(_))));
+        // The secrets are known for redaction, the basic auth's header
+        // value included.
+        let cli =
+            Cli::try_parse_from(["poolwatch", "--alertmanager-basic-auth", "u:p4ss"]).unwrap();
+        let secrets: Vec<String> = cli
+            .secrets()
+            .iter()
+            .map(|s| s.expose().to_string())
+            .collect();
+        assert!(secrets.contains(&"p4ss".to_string()), "{secrets:?}");
+        assert!(secrets.contains(&"dTpwNHNz".to_string()), "{secrets:?}");
+
+        for (args, needle) in [
+            (
+                vec!["--alertmanager-url", "http://u:s3cr3t@am:9093"],
+                "ALERTMANAGER_URL",
+            ),
+            (vec!["--alertmanager-url", "am:9093"], "ALERTMANAGER_URL"),
+            (
+                vec![
+                    "--alertmanager-basic-auth",
+                    "u:s3cr3t",
+                    "--alertmanager-bearer-token",
+                    "s3cr3t",
+                ],
+                "one of them",
+            ),
+            (vec!["--alertmanager-basic-auth", "s3cr3t"], "user:password"),
+            (vec!["--public-url", "ftp://x"], "PUBLIC_URL"),
+        ] {
+            let cli = Cli::try_parse_from(std::iter::once("poolwatch").chain(args)).unwrap();
+            let err = cli.alerts.validate().unwrap_err();
+            assert!(err.contains(needle), "{err}");
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
+        for bad in ["instance=x", "__x=1", "1x=1", "x=", "x"] {
+            let err = Cli::try_parse_from(["poolwatch", "--alert-labels", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("ALERT_LABELS"), "{err}");
+        }
+        let err = Cli::try_parse_from(["poolwatch", "--alertmanager-resend-sec", "60"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ALERTMANAGER_RESEND_SEC") && err.contains("1 to 30"),
+            "{err}"
+        );
     }
 
     #[test]

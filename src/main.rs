@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Whatever prints, secrets do not: log lines, panic messages and the
     // error below all go through the same redaction.
-    let redactor = Arc::new(Redactor::new(cli.secrets()));
+    let redactor = Arc::new(Redactor::new(&cli.secrets()));
     redact_panics(redactor.clone());
     if let Err(e) = init_logging(&cli.log, &redactor) {
         eprintln!("poolwatch: {}", redactor.redact(&e));

@@ -25,11 +25,12 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::alerting::delivery::DeliveryMetrics;
+use crate::alerting::delivery::{DeliveryMetrics, SinkName};
 use crate::alerting::engine::{AlertLoop, AlertShared};
 use crate::alerting::incident::Incidents;
 use crate::alerting::now_unix;
 use crate::alerting::rules::Rules;
+use crate::alerting::sinks::alertmanager::Alertmanager;
 use crate::alerting::sinks::{self, Sinks};
 use crate::config::Cli;
 use crate::http::{self, AppState};
@@ -145,11 +146,23 @@ pub fn main(cli: &Cli) -> Result<(), String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async move {
         let delivery_cfg = cli.alerts.delivery_config();
+        let delivery_cfg_all = delivery_cfg.clone();
         let delivery_metrics =
             exporter.register(|| DeliveryMetrics::new(sinks::message_sink(&delivery_cfg)));
-        let (queue, delivery) = sinks::spawn(delivery_cfg, delivery_metrics)
+        let (queue, mut delivery) = sinks::spawn(delivery_cfg, delivery_metrics)
             .map_err(|e| format!("cannot set up alert delivery: {e}"))?;
-        let sinks = Sinks::new(queue);
+        let alertmanager = match cli.alerts.alertmanager_config(cli.receiver.http_listen) {
+            Some(am_cfg) => {
+                let metrics =
+                    Arc::new(exporter.register(|| DeliveryMetrics::new(SinkName::Alertmanager)));
+                let (am, handle) = Alertmanager::spawn(am_cfg, &delivery_cfg_all, metrics)
+                    .map_err(|e| format!("cannot set up alert delivery to Alertmanager: {e}"))?;
+                delivery = delivery.join(handle);
+                Some(am)
+            }
+            None => None,
+        };
+        let sinks = Sinks::new(queue, alertmanager);
         let alert_loop = exporter.register(|| {
             AlertLoop::new(
                 rules,

@@ -248,6 +248,8 @@ impl AlertLoop {
             }
         }
         self.collect_results();
+        let incidents = &self.incidents;
+        self.sinks.tick(now, &|key| incidents.is_open(key));
         for (key, g) in &self.metrics.incident_open {
             g.set(if self.incidents.is_open(*key) {
                 1.0
@@ -273,7 +275,7 @@ impl AlertLoop {
     fn send(&mut self, f: &Finding, tracked: bool, now: f64) {
         let n = words(f, self.runbook_url.as_deref());
         tracing::info!(kind = n.kind.label(), title = ?n.title, "notification");
-        let submitted = self.sinks.submit(f, &n);
+        let submitted = self.sinks.submit(f, &n, now);
         let outcome = if submitted.outcomes.is_empty() {
             // Counted and logged by the queues; not a cooldown start.
             if tracked {

@@ -242,7 +242,7 @@ impl DeliveryHandle {
 pub fn spawn<T: Transport>(
     transport: T,
     cfg: &DeliveryConfig,
-    metrics: DeliveryMetrics,
+    metrics: Arc<DeliveryMetrics>,
 ) -> (Queue, DeliveryHandle) {
     let (stop_tx, stop_rx) = oneshot::channel();
     let (queue, task) = queue::start(
@@ -250,7 +250,7 @@ pub fn spawn<T: Transport>(
         cfg.policy(cfg.max_retry_for),
         cfg.queue_size,
         cfg.drain_deadline,
-        Arc::new(metrics),
+        metrics,
         stop_rx,
     );
     (

@@ -2,24 +2,29 @@
 //!
 //! - [`stdout`]: one JSON line per notification, when no Slack webhook is
 //!   set;
-//! - [`slack`]: Block Kit bodies for Slack's incoming webhook.
+//! - [`slack`]: Block Kit bodies for Slack's incoming webhook;
+//! - [`alertmanager`]: open incidents as alerts for Alertmanager's API.
 //!
 //! Every sink has its own delivery queue and task (see `delivery`), so one
 //! receiver's outage never delays another. [`Sinks`] is the set the alert
 //! loop hands each notification to.
 
+pub mod alertmanager;
 pub mod slack;
 pub mod stdout;
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use self::alertmanager::Alertmanager;
 use self::slack::Slack;
 use self::stdout::Stdout;
 use super::delivery::queue::{Body, Lane, Parcel, Queue, Tracked};
 use super::delivery::retry::{Delivered, deliver};
 use super::delivery::{self, DeliveryConfig, DeliveryHandle, DeliveryMetrics, Outcome, SinkName};
-use super::finding::Finding;
+use super::finding::{Finding, IncidentKey};
 use super::wording::Notification;
 
 /// Which sink shows notifications to people: Slack with a webhook, stdout
@@ -106,6 +111,7 @@ pub fn spawn(
 ) -> Result<(AlertQueue, DeliveryHandle), String> {
     let sink = message_sink(&cfg);
     debug_assert_eq!(metrics.sink, sink, "metrics registered for another sink");
+    let metrics = Arc::new(metrics);
     let (queue, handle) = match &cfg.webhook {
         Some(url) => delivery::spawn(Slack::new(url, cfg.timeout)?, &cfg, metrics),
         None => delivery::spawn(Stdout, &cfg, metrics),
@@ -144,27 +150,46 @@ pub struct Submitted {
 /// Every configured sink.
 pub struct Sinks {
     messages: AlertQueue,
+    alertmanager: Option<Alertmanager>,
 }
 
 impl Sinks {
-    pub fn new(messages: AlertQueue) -> Sinks {
-        Sinks { messages }
+    pub fn new(messages: AlertQueue, alertmanager: Option<Alertmanager>) -> Sinks {
+        Sinks {
+            messages,
+            alertmanager,
+        }
     }
 
     /// The sinks configured, for per-sink counting of what the alert loop
     /// holds back.
     pub fn names(&self) -> Vec<SinkName> {
-        vec![self.messages.sink]
+        let mut names = vec![self.messages.sink];
+        if self.alertmanager.is_some() {
+            names.push(SinkName::Alertmanager);
+        }
+        names
     }
 
-    /// Hands `n` (the words for `f`) to every sink, in the lane of `f`'s
-    /// incident.
-    pub fn submit(&mut self, f: &Finding, n: &Notification) -> Submitted {
+    /// Hands `n` (the words for `f`, decided at `now`) to every sink, in
+    /// the lane of `f`'s incident.
+    pub fn submit(&mut self, f: &Finding, n: &Notification, now: f64) -> Submitted {
         let mut outcomes = Vec::new();
         let (tx, rx) = oneshot::channel();
         if self.messages.submit_in(Lane::Incident(f.key), n, Some(tx)) {
             outcomes.push(rx);
         }
+        if let Some(am) = &mut self.alertmanager {
+            outcomes.extend(am.submit(f, n, now));
+        }
         Submitted { outcomes }
+    }
+
+    /// Once per tick: sinks that hold state (Alertmanager) drop what
+    /// closed and re-send what is due.
+    pub fn tick(&mut self, now: f64, is_open: &dyn Fn(IncidentKey) -> bool) {
+        if let Some(am) = &mut self.alertmanager {
+            am.tick(now, is_open);
+        }
     }
 }
