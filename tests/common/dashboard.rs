@@ -41,7 +41,8 @@ pub fn panels() -> Vec<Value> {
 pub struct Query {
     /// The panel's title.
     pub panel: String,
-    /// The PromQL expression, as the panel sends it.
+    /// The PromQL expression, as the panel sends it with every instance
+    /// selected (the `instance` variable's default, All: `.+`).
     pub expr: String,
 }
 
@@ -58,7 +59,7 @@ pub fn queries() -> Vec<Query> {
                 .filter_map(move |t| {
                     t["expr"].as_str().map(|e| Query {
                         panel: panel.clone(),
-                        expr: e.to_owned(),
+                        expr: e.replace("$instance", ".+"),
                     })
                 })
                 .collect::<Vec<_>>()
