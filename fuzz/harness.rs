@@ -12,7 +12,7 @@
 
 use std::sync::OnceLock;
 
-use poolwatch::alerting::rules::RulesConfig;
+use poolwatch::alerting::RulesConfig;
 use poolwatch::config::Cli;
 use poolwatch::pipeline::{Pipeline, PipelineConfig};
 use poolwatch::record::{Decoder, INPUT_PADDING};

@@ -544,7 +544,7 @@ impl AlertArgs {
     /// The Alertmanager sink's settings, or `None` without
     /// `ALERTMANAGER_URL`. `http` is where the HTTP API listens, for the
     /// default `PUBLIC_URL`.
-    pub fn alertmanager_config(&self, http: SocketAddr) -> Option<AlertmanagerConfig> {
+    pub(crate) fn alertmanager_config(&self, http: SocketAddr) -> Option<AlertmanagerConfig> {
         let urls: Vec<String> = self
             .alertmanager_url
             .iter()
@@ -879,28 +879,38 @@ impl RulesArgs {
     }
 }
 
-/// Treat settings given as empty environment variables (`ADMIN_TOKEN=` in a
-/// copied `.env.example`, `SLACK_WEBHOOK_URL=` in compose) as not given,
-/// so they fall back to their defaults instead of becoming empty values:
-/// an empty token must never be a token that an empty header matches.
-pub fn unset_empty_settings() {
-    use clap::CommandFactory;
-    let mut names = Vec::new();
-    let mut stack = vec![Cli::command()];
-    while let Some(cmd) = stack.pop() {
-        names.extend(
-            cmd.get_arguments()
-                .filter_map(|a| a.get_env())
-                .map(|e| e.to_os_string()),
-        );
-        stack.extend(cmd.get_subcommands().cloned());
+/// Parses the command line and the environment (exiting with clap's
+/// message and status on a bad value), treating settings given as empty
+/// environment variables (`ADMIN_TOKEN=` in a copied `.env.example`,
+/// `SLACK_WEBHOOK_URL=` in compose) as not given, so they fall back to
+/// their defaults instead of becoming empty values: an empty token must
+/// never be a token that an empty header matches.
+///
+/// The environment itself is left alone: the arguments whose variable is
+/// empty simply stop reading it. (Unsetting the variables instead needs
+/// `std::env::remove_var`, which is only sound while no other thread
+/// exists.) Their `--help` then shows no `[env: …]` for them.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = ignore_empty_env(Cli::command()).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+fn ignore_empty_env(cmd: clap::Command) -> clap::Command {
+    let mut cmd = cmd.mut_args(|arg| {
+        let empty = arg
+            .get_env()
+            .is_some_and(|name| std::env::var_os(name).is_some_and(|v| v.is_empty()));
+        if empty { arg.env(None) } else { arg }
+    });
+    let subcommands: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in subcommands {
+        cmd = cmd.mut_subcommand(name, ignore_empty_env);
     }
-    for name in names {
-        if std::env::var_os(&name).is_some_and(|v| v.is_empty()) {
-            // SAFETY: called at the start of main, before any thread exists.
-            unsafe { std::env::remove_var(&name) };
-        }
-    }
+    cmd
 }
 
 /// Load `.env` from the working directory, if present, without overriding

@@ -4,8 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
-use poolwatch::config::{self, Cli, Command, LogArgs, LogFormat};
+use poolwatch::config::{self, Command, LogArgs, LogFormat};
 use poolwatch::secret::{RedactingWriter, Redactor, redact_panics};
 use tracing_subscriber::EnvFilter;
 
@@ -14,8 +13,7 @@ fn main() -> ExitCode {
         eprintln!("poolwatch: {e}");
         return ExitCode::from(2);
     }
-    config::unset_empty_settings();
-    let cli = Cli::parse();
+    let cli = config::parse();
     // Whatever prints, secrets do not: log lines, panic messages and the
     // error below all go through the same redaction.
     let redactor = Arc::new(Redactor::new(&cli.secrets()));

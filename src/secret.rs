@@ -43,7 +43,7 @@ impl Secret {
     /// itself; for a URL, its path and every long path segment (the path
     /// of a webhook URL is the actual token); and each of those with `/`
     /// escaped as JSON may write it.
-    pub fn spellings(&self) -> Vec<String> {
+    pub(crate) fn spellings(&self) -> Vec<String> {
         let value = self.0.trim();
         if value.is_empty() {
             return Vec::new();
@@ -81,7 +81,7 @@ impl Secret {
 const TOKEN_MIN: usize = 9;
 
 /// What replaces a secret.
-pub const REDACTED: &str = "[redacted]";
+pub(crate) const REDACTED: &str = "[redacted]";
 
 /// A trailing run of at least this many bytes that starts a secret is
 /// dropped from cut text: the rest of the secret may be what was cut off.

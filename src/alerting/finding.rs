@@ -101,7 +101,7 @@ impl Severity {
 
 /// Identifies an incident: one open at a time per kind and pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct IncidentKey {
+pub(crate) struct IncidentKey {
     pub kind: Kind,
     /// `None` for site-wide incidents.
     pub pool: Option<PoolId>,
@@ -109,7 +109,7 @@ pub struct IncidentKey {
 
 /// Where a finding stands in its incident's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// The incident opens.
     Open,
     /// New evidence for an open incident: subject to the cooldown.
@@ -122,14 +122,14 @@ pub enum Phase {
 
 /// A pool as findings name it: its id for metrics, its label for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pool {
+pub(crate) struct Pool {
     pub id: PoolId,
     pub label: String,
 }
 
 /// Upstream attempts that failed during an incident, by how.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Failures {
+pub(crate) struct Failures {
     /// The app answered 500 or another 5xx.
     pub error_5xx: u64,
     /// 502: nothing listening, or the connection was reset.
@@ -142,7 +142,7 @@ pub struct Failures {
 
 /// Failures among attempts (or client 5xx among responses) in a window.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Ratio {
+pub(crate) struct Ratio {
     pub bad: u64,
     pub total: u64,
     /// `bad / total` in percent; 0 for an empty window.
@@ -166,7 +166,7 @@ impl Ratio {
 
 /// The figures and evidence behind a finding, by what it is about.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Facts {
+pub(crate) enum Facts {
     /// The primary failed requests that nginx retried on `to`.
     Failover {
         from: Pool,
@@ -258,7 +258,7 @@ pub enum Facts {
 
 /// What the rules (or maintenance, or `alert-test`) decided.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Finding {
+pub(crate) struct Finding {
     pub key: IncidentKey,
     pub phase: Phase,
     pub severity: Severity,

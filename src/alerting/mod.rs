@@ -14,13 +14,18 @@
 //! - [`delivery`]: a bounded queue drained by its own task, so a slow or
 //!   failing receiver never touches the receive path.
 
+// Public for the tests (fake receivers drive delivery and sinks) and the
+// benchmarks; the rest is the crate's own.
 pub mod delivery;
-pub mod engine;
+pub(crate) mod engine;
 pub mod finding;
-pub mod incident;
-pub mod rules;
+pub(crate) mod incident;
+pub(crate) mod rules;
 pub mod sinks;
-pub mod snapshot;
+pub(crate) mod snapshot;
 pub mod wording;
 
-pub use engine::{AlertShared, TICK, now_unix};
+pub(crate) use engine::now_unix;
+pub use engine::{AlertShared, TICK};
+/// The rules' settings, for `replay`'s callers (the fuzz harness).
+pub use rules::RulesConfig;

@@ -39,7 +39,7 @@ pub struct Notification {
 
 /// The words for `f`. `runbook` is `RUNBOOK_URL`: each notification about
 /// the pools links to its section there.
-pub fn words(f: &Finding, runbook: Option<&str>) -> Notification {
+pub(crate) fn words(f: &Finding, runbook: Option<&str>) -> Notification {
     let (title, summary, fields) = match &f.facts {
         Facts::Failover {
             from,
@@ -359,7 +359,7 @@ pub fn words(f: &Finding, runbook: Option<&str>) -> Notification {
 }
 
 /// The section of RUNBOOK.md (published at `base`) for `kind`.
-pub fn runbook_link(base: &str, kind: Kind) -> String {
+pub(crate) fn runbook_link(base: &str, kind: Kind) -> String {
     format!("{}#{}", base.trim_end_matches('#'), kind.runbook_anchor())
 }
 
@@ -370,12 +370,12 @@ fn field(label: impl Into<String>, value: impl ToString) -> (String, String) {
 /// Unix seconds as RFC 3339 UTC, to the second: `2026-11-05T09:07:03Z`.
 /// Times outside what RFC 3339 can write (before 1970, after 9999) are
 /// clamped to its ends: a replayed log can hold any date.
-pub fn timestamp(secs: f64) -> String {
+pub(crate) fn timestamp(secs: f64) -> String {
     humantime::format_rfc3339_seconds(system_time(secs)).to_string()
 }
 
 /// Unix seconds as a `SystemTime`, clamped to what RFC 3339 can write.
-pub fn system_time(secs: f64) -> SystemTime {
+pub(crate) fn system_time(secs: f64) -> SystemTime {
     /// 9999-12-31T23:59:59Z.
     const LAST: f64 = 253_402_300_799.0;
     let secs = if secs.is_nan() {
@@ -387,7 +387,7 @@ pub fn system_time(secs: f64) -> SystemTime {
 }
 
 /// "4 min 12 s", "1 h 3 min", "12 s".
-pub fn human_duration(secs: f64) -> String {
+pub(crate) fn human_duration(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
     match s {
         0..60 => format!("{s} s"),

@@ -10,9 +10,9 @@
 //! else is here. Whatever happens to a receiver, rules keep evaluating:
 //! producers never wait.
 
-pub mod http;
-pub mod queue;
-pub mod retry;
+pub(crate) mod http;
+pub(crate) mod queue;
+pub(crate) mod retry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,14 +66,6 @@ pub enum AlertOutcome {
 }
 
 impl AlertOutcome {
-    pub const ALL: [AlertOutcome; 5] = [
-        AlertOutcome::Sent,
-        AlertOutcome::Failed,
-        AlertOutcome::Dropped,
-        AlertOutcome::SuppressedCooldown,
-        AlertOutcome::SuppressedMaintenance,
-    ];
-
     pub fn label(self) -> &'static str {
         match self {
             AlertOutcome::Sent => "sent",
@@ -122,7 +114,7 @@ impl Default for DeliveryConfig {
 
 impl DeliveryConfig {
     /// The retry policy, with a budget of `retry_for`.
-    pub fn policy(&self, retry_for: Duration) -> Policy {
+    pub(crate) fn policy(&self, retry_for: Duration) -> Policy {
         Policy::new(self.backoff_base, self.backoff_max, retry_for)
     }
 }
@@ -159,12 +151,12 @@ impl ShutdownReport {
 /// One sink's delivery metric handles, registered once so every series
 /// exists from start-up on.
 pub struct DeliveryMetrics {
-    pub sink: SinkName,
+    pub(crate) sink: SinkName,
     /// `poolwatch_alerts_total{sink,kind,outcome}` for the outcomes
     /// delivery decides, by outcome then kind (`Kind as usize`).
     alerts: [[Counter; Kind::ALL.len()]; 3],
-    pub delivery_seconds: Histogram,
-    pub queue_depth: Gauge,
+    pub(crate) delivery_seconds: Histogram,
+    pub(crate) queue_depth: Gauge,
 }
 
 impl DeliveryMetrics {
@@ -189,7 +181,7 @@ impl DeliveryMetrics {
     }
 
     /// Counts one notification of `kind` as sent, failed or dropped.
-    pub fn count(&self, outcome: AlertOutcome, kind: Kind) {
+    pub(crate) fn count(&self, outcome: AlertOutcome, kind: Kind) {
         let row = match outcome {
             AlertOutcome::Sent => 0,
             AlertOutcome::Failed => 1,
@@ -228,7 +220,7 @@ impl DeliveryHandle {
     }
 
     /// Both handles as one: shutting it down drains every queue at once.
-    pub fn join(mut self, other: DeliveryHandle) -> DeliveryHandle {
+    pub(crate) fn join(mut self, other: DeliveryHandle) -> DeliveryHandle {
         self.tasks.extend(other.tasks);
         self
     }
@@ -239,7 +231,7 @@ impl DeliveryHandle {
 /// # Panics
 ///
 /// Outside a tokio runtime.
-pub fn spawn<T: Transport>(
+pub(crate) fn spawn<T: Transport>(
     transport: T,
     cfg: &DeliveryConfig,
     metrics: Arc<DeliveryMetrics>,

@@ -9,9 +9,9 @@
 //! receiver's outage never delays another. [`Sinks`] is the set the alert
 //! loop hands each notification to.
 
-pub mod alertmanager;
+pub(crate) mod alertmanager;
 pub mod slack;
-pub mod stdout;
+pub(crate) mod stdout;
 
 use std::sync::Arc;
 
@@ -29,7 +29,7 @@ use super::wording::Notification;
 
 /// Which sink shows notifications to people: Slack with a webhook, stdout
 /// without.
-pub fn message_sink(cfg: &DeliveryConfig) -> SinkName {
+pub(crate) fn message_sink(cfg: &DeliveryConfig) -> SinkName {
     match cfg.webhook {
         Some(_) => SinkName::Slack,
         None => SinkName::Stdout,
@@ -68,7 +68,7 @@ impl AlertQueue {
 
     /// Queues `n` in `lane`: notifications of one lane go out in order.
     /// False when the queue refused it (counted and logged there).
-    pub fn submit_in(
+    pub(crate) fn submit_in(
         &self,
         lane: Lane,
         n: &Notification,
@@ -143,18 +143,18 @@ pub async fn send_one(cfg: &DeliveryConfig, n: &Notification) -> Result<(), Stri
 
 /// A notification handed to the sinks: receivers of its outcome, one per
 /// sink that took it.
-pub struct Submitted {
-    pub outcomes: Vec<oneshot::Receiver<Outcome>>,
+pub(crate) struct Submitted {
+    pub(crate) outcomes: Vec<oneshot::Receiver<Outcome>>,
 }
 
 /// Every configured sink.
-pub struct Sinks {
+pub(crate) struct Sinks {
     messages: AlertQueue,
     alertmanager: Option<Alertmanager>,
 }
 
 impl Sinks {
-    pub fn new(messages: AlertQueue, alertmanager: Option<Alertmanager>) -> Sinks {
+    pub(crate) fn new(messages: AlertQueue, alertmanager: Option<Alertmanager>) -> Sinks {
         Sinks {
             messages,
             alertmanager,
@@ -163,7 +163,7 @@ impl Sinks {
 
     /// The sinks configured, for per-sink counting of what the alert loop
     /// holds back.
-    pub fn names(&self) -> Vec<SinkName> {
+    pub(crate) fn names(&self) -> Vec<SinkName> {
         let mut names = vec![self.messages.sink];
         if self.alertmanager.is_some() {
             names.push(SinkName::Alertmanager);
@@ -173,7 +173,7 @@ impl Sinks {
 
     /// Hands `n` (the words for `f`, decided at `now`) to every sink, in
     /// the lane of `f`'s incident.
-    pub fn submit(&mut self, f: &Finding, n: &Notification, now: f64) -> Submitted {
+    pub(crate) fn submit(&mut self, f: &Finding, n: &Notification, now: f64) -> Submitted {
         let mut outcomes = Vec::new();
         let (tx, rx) = oneshot::channel();
         if self.messages.submit_in(Lane::Incident(f.key), n, Some(tx)) {
@@ -187,7 +187,7 @@ impl Sinks {
 
     /// Once per tick: sinks that hold state (Alertmanager) drop what
     /// closed and re-send what is due.
-    pub fn tick(&mut self, now: f64, is_open: &dyn Fn(IncidentKey) -> bool) {
+    pub(crate) fn tick(&mut self, now: f64, is_open: &dyn Fn(IncidentKey) -> bool) {
         if let Some(am) = &mut self.alertmanager {
             am.tick(now, is_open);
         }

@@ -37,7 +37,7 @@ use crate::secret::Secret;
 
 /// Checks that `url` is an absolute http(s) URL with a host, with a message
 /// that does not repeat it, for settings validation.
-pub fn check_webhook_url(url: &Secret) -> Result<(), String> {
+pub(crate) fn check_webhook_url(url: &Secret) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url.expose())
         .map_err(|e| format!("the Slack webhook URL is not a valid URL ({e})"))?;
     if !matches!(parsed.scheme(), "https" | "http") {
@@ -50,7 +50,7 @@ pub fn check_webhook_url(url: &Secret) -> Result<(), String> {
 }
 
 /// Slack's incoming webhook as a delivery transport.
-pub struct Slack {
+pub(crate) struct Slack {
     endpoint: Endpoint,
 }
 
@@ -58,7 +58,7 @@ impl Slack {
     /// Fails when the URL is not an http(s) URL or the HTTPS client cannot
     /// be built: start-up problems, better reported before the first
     /// incident. The reason never holds the URL.
-    pub fn new(url: &Secret, timeout: Duration) -> Result<Slack, String> {
+    pub(crate) fn new(url: &Secret, timeout: Duration) -> Result<Slack, String> {
         check_webhook_url(url)?;
         Ok(Slack {
             endpoint: Endpoint::new("Slack", url, None, timeout)?,
@@ -73,7 +73,7 @@ impl Transport for Slack {
 }
 
 /// `n` as the bytes to POST, rendered and checked once.
-pub fn body(n: &Notification) -> Bytes {
+pub(crate) fn body(n: &Notification) -> Bytes {
     let body = render(n);
     let checked = check_contract(&body);
     debug_assert!(checked.is_ok(), "rendered Slack body: {checked:?}");
@@ -84,22 +84,22 @@ pub fn body(n: &Notification) -> Bytes {
 }
 
 /// Most blocks Slack accepts in one message.
-pub const MAX_BLOCKS: usize = 50;
+pub(crate) const MAX_BLOCKS: usize = 50;
 /// Longest header text (plain text), in characters.
-pub const HEADER_MAX: usize = 150;
+pub(crate) const HEADER_MAX: usize = 150;
 /// Longest section text, in characters.
-pub const SECTION_TEXT_MAX: usize = 3000;
+pub(crate) const SECTION_TEXT_MAX: usize = 3000;
 /// Longest text of one section field, in characters.
-pub const FIELD_MAX: usize = 2000;
+pub(crate) const FIELD_MAX: usize = 2000;
 /// Most fields in one section.
-pub const FIELDS_PER_SECTION: usize = 10;
+pub(crate) const FIELDS_PER_SECTION: usize = 10;
 /// Longest context element text we produce or accept, in characters.
-pub const CONTEXT_TEXT_MAX: usize = 2000;
+pub(crate) const CONTEXT_TEXT_MAX: usize = 2000;
 /// Most elements in one context block.
-pub const CONTEXT_ELEMENTS_MAX: usize = 10;
+pub(crate) const CONTEXT_ELEMENTS_MAX: usize = 10;
 /// Longest top-level `text` fallback we produce or accept, in characters.
 /// Slack takes more, but a fallback is read in a notification banner.
-pub const TEXT_MAX: usize = 4000;
+pub(crate) const TEXT_MAX: usize = 4000;
 /// Longest `block_id` Slack accepts.
 const BLOCK_ID_MAX: usize = 255;
 /// Most elements in an actions block.
@@ -115,7 +115,7 @@ const LINK_URL_MAX: usize = 1000;
 const ELLIPSIS: char = '…';
 
 /// The emoji that opens the header: the first thing read in a busy channel.
-pub fn emoji(n: &Notification) -> &'static str {
+pub(crate) fn emoji(n: &Notification) -> &'static str {
     if n.resolved {
         return "✅";
     }
@@ -129,7 +129,7 @@ pub fn emoji(n: &Notification) -> &'static str {
 
 /// Renders `n` as an incoming-webhook body. The result always passes
 /// [`check_contract`], whatever the notification holds.
-pub fn render(n: &Notification) -> Value {
+pub(crate) fn render(n: &Notification) -> Value {
     let emoji = emoji(n);
     let mut blocks = Vec::new();
 
@@ -267,7 +267,8 @@ fn link_target(url: &str) -> Option<String> {
 }
 
 /// Escapes `&`, `<` and `>` as Slack asks for text that is not markup.
-pub fn escape(s: &str) -> String {
+#[cfg(test)]
+fn escape(s: &str) -> String {
     escape_capped(s, usize::MAX)
 }
 
@@ -282,7 +283,7 @@ fn escaped_len(c: char) -> usize {
 /// [`escape`], then at most `max` characters (at least 1): a longer result
 /// is cut and ends with `…`. The cut never splits an entity, so the text
 /// stays well-formed.
-pub fn escape_capped(s: &str, max: usize) -> String {
+pub(crate) fn escape_capped(s: &str, max: usize) -> String {
     let total: usize = s.chars().map(escaped_len).sum();
     let budget = if total <= max {
         total
