@@ -5,7 +5,7 @@
 //! retries masked every failure. Resolved once the rate has stayed at or
 //! under half the threshold for `RECOVERY_CONFIRM_SEC`.
 
-use super::{RESOLVE_FRACTION, Rules, pool};
+use super::{RESOLVE_FRACTION, Rules, closing, pool};
 use crate::alerting::finding::{Facts, Finding, IncidentKey, Kind, Phase, Ratio, Severity};
 use crate::alerting::incident::Incidents;
 use crate::alerting::snapshot::Snapshot;
@@ -61,19 +61,13 @@ impl Rules {
             self.cfg.recovery_confirm_secs,
             now,
         ) {
-            out.push(Finding {
-                key,
-                phase: Phase::Resolve,
-                severity: Severity::Resolved,
-                started: inc.opened_at,
-                at: now,
-                facts: Facts::ErrorRateResolved {
-                    pool: pool(snap, id),
-                    window,
-                    threshold,
-                    good_since: inc.last_bad,
-                },
-            });
+            let facts = Facts::ErrorRateResolved {
+                pool: pool(snap, id),
+                window,
+                threshold,
+                good_since: inc.last_bad,
+            };
+            out.push(closing(key, &inc, Severity::Resolved, now, facts));
         }
     }
 }

@@ -11,7 +11,7 @@
 //! [`SWITCH_SILENCE_SECS`] while the backup serves was switched out, which
 //! ends the failover too.
 
-use super::{Rules, SWITCH_SILENCE_SECS, pool};
+use super::{Rules, SWITCH_SILENCE_SECS, closing, pool};
 use crate::alerting::finding::{Facts, Failures, Finding, IncidentKey, Kind, Phase, Severity};
 use crate::alerting::incident::{Incident, Incidents};
 use crate::alerting::snapshot::Snapshot;
@@ -28,10 +28,7 @@ impl Rules {
         out: &mut Vec<Finding>,
     ) {
         let p = self.primary;
-        let key = IncidentKey {
-            kind: Kind::Failover,
-            pool: Some(p),
-        };
+        let key = failover_key(p);
         // Requests the backup rescued since the last look, by backup.
         let rescued_to = (0..snap.known)
             .filter(|&b| b != p)
@@ -104,10 +101,7 @@ impl Rules {
         out: &mut Vec<Finding>,
     ) {
         let p = self.primary;
-        let key = IncidentKey {
-            kind: Kind::Failover,
-            pool: Some(p),
-        };
+        let key = failover_key(p);
         let Some(inc) = incidents.get(key) else {
             return;
         };
@@ -123,21 +117,15 @@ impl Rules {
         }
         let inc = incidents.close(key).expect("checked above");
         let base = &inc.baseline;
-        out.push(Finding {
-            key,
-            phase: Phase::Resolve,
-            severity: Severity::Resolved,
-            started: inc.opened_at,
-            at: now,
-            facts: Facts::Recovered {
-                pool: pool(snap, p),
-                took_over: pool(snap, inc.to.unwrap_or(p)),
-                confirmed_secs: self.cfg.recovery_confirm_secs,
-                retried: snap.retried_from(p) - base.retried_from(p),
-                client_5xx: snap.client_5xx() - base.client_5xx(),
-                release: snap.release(p).to_string(),
-            },
-        });
+        let facts = Facts::Recovered {
+            pool: pool(snap, p),
+            took_over: pool(snap, inc.to.unwrap_or(p)),
+            confirmed_secs: self.cfg.recovery_confirm_secs,
+            retried: snap.retried_from(p) - base.retried_from(p),
+            client_5xx: snap.client_5xx() - base.client_5xx(),
+            release: snap.release(p).to_string(),
+        };
+        out.push(closing(key, &inc, Severity::Resolved, now, facts));
     }
 
     /// nginx no longer tries the failed primary at all: it was switched out.
@@ -151,25 +139,24 @@ impl Rules {
         now: f64,
         out: &mut Vec<Finding>,
     ) {
-        let key = IncidentKey {
-            kind: Kind::Failover,
-            pool: Some(p),
-        };
+        let key = failover_key(p);
         let Some(inc) = incidents.close(key) else {
             return;
         };
-        out.push(Finding {
-            key,
-            phase: Phase::Resolve,
-            severity: Severity::Info,
-            started: inc.opened_at,
-            at: now,
-            facts: switch(snap, p, to, Some(SWITCH_SILENCE_SECS)),
-        });
+        let facts = switch(snap, p, to, Some(SWITCH_SILENCE_SECS));
+        out.push(closing(key, &inc, Severity::Info, now, facts));
         self.primary = to;
         self.last_serving = Some(to);
         self.last_primary_failure = f64::NEG_INFINITY;
         self.last_primary_attempt = now;
+    }
+}
+
+/// The failover incident of primary `p`.
+fn failover_key(p: PoolId) -> IncidentKey {
+    IncidentKey {
+        kind: Kind::Failover,
+        pool: Some(p),
     }
 }
 

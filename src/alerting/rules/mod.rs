@@ -17,8 +17,8 @@ mod error_rate;
 mod failover;
 mod users_seeing_errors;
 
-use super::finding::{Finding, Pool};
-use super::incident::Incidents;
+use super::finding::{Facts, Finding, IncidentKey, Phase, Pool, Severity};
+use super::incident::{Incident, Incidents};
 use super::snapshot::Snapshot;
 use crate::pools::PoolId;
 
@@ -109,6 +109,24 @@ impl Rules {
     }
 }
 
+/// The finding that closes `inc` (the incident of `key`) at `now`.
+fn closing(
+    key: IncidentKey,
+    inc: &Incident,
+    severity: Severity,
+    now: f64,
+    facts: Facts,
+) -> Finding {
+    Finding {
+        key,
+        phase: Phase::Resolve,
+        severity,
+        started: inc.opened_at,
+        at: now,
+        facts,
+    }
+}
+
 /// Pool `id` as findings name it.
 fn pool(snap: &Snapshot, id: PoolId) -> Pool {
     Pool {
@@ -120,7 +138,7 @@ fn pool(snap: &Snapshot, id: PoolId) -> Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerting::finding::{Facts, IncidentKey, Kind, Phase, Severity};
+    use crate::alerting::finding::{Kind, Phase};
     use crate::alerting::wording::{Notification, words};
     use crate::pipeline::{Pipeline, PipelineConfig};
     use crate::pools::PoolSet;

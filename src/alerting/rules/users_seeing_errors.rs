@@ -4,8 +4,8 @@
 //! request with no live upstream at all. Always critical; never held back by
 //! maintenance. Resolved like an error rate, with hysteresis.
 
-use super::{RESOLVE_FRACTION, Rules, pool};
-use crate::alerting::finding::{Facts, Finding, IncidentKey, Kind, Phase, Ratio, Severity};
+use super::{RESOLVE_FRACTION, Rules, closing, pool};
+use crate::alerting::finding::{Facts, Finding, IncidentKey, Kind, Ratio, Severity};
 use crate::alerting::incident::Incidents;
 use crate::alerting::snapshot::Snapshot;
 
@@ -51,18 +51,12 @@ impl Rules {
             self.cfg.recovery_confirm_secs,
             now,
         ) {
-            out.push(Finding {
-                key,
-                phase: Phase::Resolve,
-                severity: Severity::Resolved,
-                started: inc.opened_at,
-                at: now,
-                facts: Facts::UsersNoLongerSeeingErrors {
-                    window,
-                    window_seconds: self.cfg.window_seconds,
-                    client_5xx_during: snap.client_5xx() - inc.baseline.client_5xx(),
-                },
-            });
+            let facts = Facts::UsersNoLongerSeeingErrors {
+                window,
+                window_seconds: self.cfg.window_seconds,
+                client_5xx_during: snap.client_5xx() - inc.baseline.client_5xx(),
+            };
+            out.push(closing(key, &inc, Severity::Resolved, now, facts));
         }
     }
 }

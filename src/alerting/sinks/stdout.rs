@@ -85,7 +85,9 @@ pub fn write_line(out: &mut impl Write, line: &[u8]) -> io::Result<()> {
 
 /// `n` as the bytes of its line, stamped now.
 pub fn body(n: &Notification) -> Bytes {
-    let ts = crate::alerting::now_unix() as i64;
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     Bytes::from(line(n, ts))
 }
 
