@@ -1,18 +1,23 @@
 //! Alerting: what poolwatch tells people, and how it reaches them.
 //!
-//! The alert half reads like the receive half, as the data flows:
+//! The alert half reads like the receive half, as the data flows: rules
+//! decide, one module words, sinks deliver.
 //!
-//! - [`engine`]: every 100 ms, copy the pipeline's figures, run the rules,
-//!   apply cooldown and maintenance, and hand what remains to delivery;
-//! - [`rules`]: failover, switch, recovery, error rate, users seeing errors;
-//! - [`incident`]: one open incident per kind and pool, cooldown and
-//!   maintenance decisions;
-//! - [`finding`]: what the rules decided, as data: kind, pool, severity,
-//!   start, figures and evidence;
+//! - [`engine`]: the loop; every 100 ms it copies the pipeline's figures
+//!   ([`snapshot`]), runs the rules, lets the incidents decide what is told,
+//!   words it and hands it to every sink;
+//! - [`rules`]: where each rule is decided, one file per rule (failover with
+//!   planned switches and recovery, error rate, users seeing errors);
+//! - [`finding`]: what a rule found, as data: kind, pool, severity, start,
+//!   figures and evidence; rules write no text;
+//! - [`incident`]: one open incident per kind and pool: open, repeat,
+//!   resolve, cooldown, maintenance hold;
 //! - [`wording`]: every sentence people read, made from a finding;
-//! - [`sinks`]: each receiver's rendering (Slack, stdout);
-//! - [`delivery`]: a bounded queue drained by its own task, so a slow or
-//!   failing receiver never touches the receive path.
+//! - [`sinks`]: where each sink lives and renders what its receiver needs
+//!   (stdout lines, Slack blocks, Alertmanager alerts);
+//! - [`delivery`]: shared by the sinks and apart from them: a queue per
+//!   sink, ordered per incident, with retries, so a slow or failing
+//!   receiver never delays another, nor the receive path.
 
 // Public for the tests (fake receivers drive delivery and sinks) and the
 // benchmarks; the rest is the crate's own.
