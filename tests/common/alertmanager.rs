@@ -6,23 +6,25 @@
 //! `#[path = "common/alertmanager.rs"] mod alertmanager;`.
 //!
 //! Ports. Alertmanager cannot report a port the kernel chose
-//! (`--web.listen-address=127.0.0.1:0` binds, but nothing says where), so it
-//! gets a random port, and when that port turns out to be taken,
-//! Alertmanager says so (`Listen error … address already in use`) and
-//! exits, and it is started again on another. Its readiness is its own log
-//! line `Listening on address=127.0.0.1:PORT`, which it writes only once
-//! bound: a port another process holds can never be mistaken for it. The
-//! gossip port of an HA cluster is switched off (`--cluster.listen-address=`).
+//! (`--web.listen-address=127.0.0.1:0` binds, but nothing says where), so
+//! the test binds the listening socket itself, on port 0, and hands it over
+//! the way systemd's socket activation does (`--web.systemd-socket`): the
+//! socket is descriptor 3 of the child, `LISTEN_FDS=1`, and `LISTEN_PID`
+//! is the child's own pid (a shell sets it to `$$`, then `exec`s
+//! Alertmanager in its place). The port is never free for anyone else to
+//! take, and the test knows it before Alertmanager starts. Readiness is
+//! Alertmanager's own `/-/ready` answering 200 on that socket. The gossip
+//! port of an HA cluster is switched off (`--cluster.listen-address=`).
 //!
-//! What poolwatch is configured with is the address of a [`Front`], bound
-//! on port 0 by the test itself: a URL that is valid from the start, even
-//! for an Alertmanager started later, with no port ever released and taken
-//! again.
+//! A [`Front`] is bound on port 0 by the test too: a URL that is valid
+//! from the start, for an Alertmanager that is down or started later.
 
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -75,63 +77,73 @@ impl Alertmanager {
             route.repeat_interval.as_millis(),
         );
         std::fs::write(dir.join("alertmanager.yml"), config).unwrap();
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let port = fastrand::u16(20_000..60_000);
-            match Self::try_start(&dir, port, deadline) {
-                Some(am) => return am,
-                None => assert!(
-                    Instant::now() < deadline,
-                    "Alertmanager did not start:\n{}",
-                    std::fs::read_to_string(dir.join("log")).unwrap_or_default()
-                ),
-            }
-        }
-    }
 
-    /// Starts on `port`; `None` when the port was taken.
-    fn try_start(dir: &std::path::Path, port: u16, deadline: Instant) -> Option<Alertmanager> {
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind Alertmanager's socket");
+        let addr = listener.local_addr().unwrap();
+        let fd = listener.as_raw_fd();
         let log_path = dir.join("log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut child = Command::new(alertmanager_bin())
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; exec "$0" "$@""#)
+            .arg(alertmanager_bin())
             .arg(format!(
                 "--config.file={}",
                 dir.join("alertmanager.yml").display()
             ))
             .arg(format!("--storage.path={}", dir.join("data").display()))
+            .arg("--web.systemd-socket")
+            // Only names the server in links (`externalURL`); nothing binds it.
             .arg(format!("--web.listen-address={addr}"))
+            .arg(format!("--web.external-url=http://{addr}"))
             .arg("--cluster.listen-address=")
             .arg("--log.level=debug")
-            .current_dir(dir)
+            .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus-alertmanager (install it: apt-get install prometheus-alertmanager)");
-        let listening = format!("msg=\"Listening on\" address={addr}");
-        loop {
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if text.contains(&listening) {
-                return Some(Alertmanager {
-                    child,
-                    addr,
-                    dir: dir.to_path_buf(),
-                });
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                assert!(
-                    text.contains("address already in use"),
-                    "Alertmanager exited:\n{text}"
-                );
-                return None;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                panic!("Alertmanager did not listen in time:\n{text}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            .stderr(log);
+        // SAFETY: between fork and exec only async-signal-safe calls
+        // (dup2, fcntl) on descriptors this process owns, allocating nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Descriptor 3, without close-on-exec (dup2 onto itself
+                // would keep the flag, so it is cleared either way).
+                if fd != 3 && libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
+        let child = cmd.spawn().expect(
+            "start prometheus-alertmanager (install it: apt-get install prometheus-alertmanager)",
+        );
+        // The child has its own copy; connections wait in the socket's
+        // backlog until Alertmanager serves them.
+        drop(listener);
+        let mut am = Alertmanager { child, addr, dir };
+        let mut exited = None;
+        let ready = crate::common::wait_until(START_TIMEOUT, || {
+            if let Ok(Some(status)) = am.child.try_wait() {
+                exited = Some(status);
+                return true;
+            }
+            crate::common::try_http_request(
+                "GET",
+                &addr.to_string(),
+                "/-/ready",
+                b"",
+                Duration::from_secs(5),
+            )
+            .is_ok_and(|(status, _, _)| status == 200)
+        });
+        if let Some(status) = exited {
+            panic!("Alertmanager exited at start-up ({status}):\n{}", am.log());
+        }
+        assert!(ready, "Alertmanager was not ready in time:\n{}", am.log());
+        am
     }
 
     pub fn url(&self) -> String {
