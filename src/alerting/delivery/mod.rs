@@ -1,8 +1,9 @@
 //! Delivery: how a rendered notification reaches its receiver, the same
 //! for every sink, and apart from them.
 //!
-//! - [`queue`]: each sink's bounded queue and task, ordered per incident,
-//!   with no head-of-line blocking between incidents;
+//! - [`queue`]: each sink's bounded queue and task, ordered per incident;
+//!   first attempts take turns in the order decided, and a stuck one holds
+//!   up another incident for one attempt's timeout at most;
 //! - [`retry`]: what a failed attempt means and when to try again;
 //! - [`http`]: one POST and what its answer means, for the HTTP sinks.
 //!

@@ -5,10 +5,16 @@
 //! delays another's. Inside a queue, every parcel travels in a [`Lane`]:
 //! the notifications of one incident (a failover, its repeats, its
 //! recovery) share one and go out strictly in order, a recovery never
-//! before the failover it closes; different lanes go out side by side. A
-//! notification whose receiver hangs or fails is retried at the head of its
-//! own lane only: the first attempt of any other notification waits for
-//! nothing.
+//! before the failover it closes; different lanes go out side by side.
+//!
+//! First attempts take turns: a parcel's first attempt starts once the
+//! previous first attempt (of any lane) has ended, answered or timed out,
+//! so a healthy receiver hears of things in the order they were decided (a
+//! failover before the error rate it caused in the same instant). A
+//! notification whose receiver hangs or fails is then retried at the head
+//! of its own lane only, in the background: one notification's timeouts
+//! and retries never delay another's first attempt by more than one
+//! attempt's timeout (`ALERT_TIMEOUT_SEC`).
 //!
 //! A lane can also carry state rather than messages ([`Parcel::latest`]):
 //! only its newest parcel matters, so a newer one replaces the ones still
@@ -198,6 +204,8 @@ pub fn start<T: Transport>(
         policy,
         metrics,
         lanes: HashMap::new(),
+        turns: VecDeque::new(),
+        turn_taken: None,
         running: JoinSet::new(),
         report: ShutdownReport::default(),
         draining: false,
@@ -213,6 +221,8 @@ struct LaneState {
     /// here, not in its task, so that a delivery cut off at the drain
     /// deadline is still reported.
     busy: Option<(Parcel, CancellationToken)>,
+    /// Waiting for its turn at a first attempt (in `Dispatcher::turns`).
+    in_turn: bool,
 }
 
 /// A delivery that ended, back from its task.
@@ -226,6 +236,11 @@ struct Dispatcher<T> {
     policy: Policy,
     metrics: Arc<DeliveryMetrics>,
     lanes: HashMap<Lane, LaneState>,
+    /// Lanes whose next parcel waits for its first attempt, in order.
+    turns: VecDeque<Lane>,
+    /// Ends when the first attempt under way has ended; `None` when no
+    /// first attempt is under way.
+    turn_taken: Option<oneshot::Receiver<()>>,
     running: JoinSet<Done>,
     report: ShutdownReport,
     draining: bool,
@@ -273,6 +288,12 @@ impl<T: Transport> Dispatcher<T> {
                         Ok(done) => self.finished(done),
                         Err(e) => error!(error = %e, "alert delivery task ended abnormally"),
                     }
+                }
+                // Answered, failed or timed out, or its task is gone: the
+                // next first attempt may start.
+                _ = async { self.turn_taken.as_mut().expect("a turn").await }, if self.turn_taken.is_some() => {
+                    self.turn_taken = None;
+                    self.next_turn();
                 }
                 entry = rx.recv(), if open => match entry {
                     Some(entry) => self.accept(entry),
@@ -333,14 +354,43 @@ impl<T: Transport> Dispatcher<T> {
             }
         }
         lane.waiting.push_back(entry);
-        if lane.busy.is_none() {
-            self.start(key);
+        if lane.busy.is_none() && !lane.in_turn {
+            self.wait_turn(key);
+        }
+    }
+
+    /// `lane`'s next parcel (if any) takes its turn at a first attempt.
+    fn wait_turn(&mut self, lane: Lane) {
+        let Some(state) = self.lanes.get_mut(&lane) else {
+            return;
+        };
+        if state.waiting.is_empty() {
+            self.lanes.remove(&lane);
+            return;
+        }
+        state.in_turn = true;
+        self.turns.push_back(lane);
+        if self.turn_taken.is_none() {
+            self.next_turn();
+        }
+    }
+
+    /// Starts the first attempt of the lane whose turn it is.
+    fn next_turn(&mut self) {
+        while self.turn_taken.is_none() {
+            let Some(lane) = self.turns.pop_front() else {
+                return;
+            };
+            self.start(lane);
         }
     }
 
     /// Starts the next parcel of `lane`, rendering it first if need be.
     fn start(&mut self, lane: Lane) {
-        let state = self.lanes.get_mut(&lane).expect("lane exists");
+        let Some(state) = self.lanes.get_mut(&lane) else {
+            return;
+        };
+        state.in_turn = false;
         let Some(Entry { mut parcel, permit }) = state.waiting.pop_front() else {
             self.lanes.remove(&lane);
             return;
@@ -359,9 +409,19 @@ impl<T: Transport> Dispatcher<T> {
         let transport = self.transport.clone();
         let policy = self.policy;
         let sink = self.metrics.sink.label();
+        let (first_over, turn_taken) = oneshot::channel();
+        self.turn_taken = Some(turn_taken);
         self.running.spawn(async move {
-            let result =
-                deliver(transport.as_ref(), &policy, &body, &what, sink, &superseded).await;
+            let result = deliver(
+                transport.as_ref(),
+                &policy,
+                &body,
+                &what,
+                sink,
+                &superseded,
+                Some(first_over),
+            )
+            .await;
             Done { lane, result }
         });
     }
@@ -406,7 +466,7 @@ impl<T: Transport> Dispatcher<T> {
                 }
             },
         }
-        self.start(lane);
+        self.wait_turn(lane);
     }
 
     fn undelivered(&mut self, parcel: Parcel) {

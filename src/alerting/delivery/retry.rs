@@ -19,6 +19,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -93,6 +94,8 @@ impl Policy {
 /// Sends `body` through `transport` until it is delivered, refused for
 /// good, the retry budget is spent, or `superseded` fires. `what` names it
 /// in log lines (a title, possibly from requests: logged escaped).
+/// `first_over`, when given, is told as soon as the first attempt has
+/// ended, however it ended.
 pub async fn deliver<T: Transport>(
     transport: &T,
     policy: &Policy,
@@ -100,13 +103,19 @@ pub async fn deliver<T: Transport>(
     what: &str,
     sink: &'static str,
     superseded: &CancellationToken,
+    mut first_over: Option<oneshot::Sender<()>>,
 ) -> Delivered {
     let give_up_at = Instant::now() + policy.retry_for;
     let mut attempts = 0u32;
     let mut failures = 0u32;
     loop {
         attempts += 1;
-        let wait = match transport.send(body.clone()).await {
+        let result = transport.send(body.clone()).await;
+        if let Some(tx) = first_over.take() {
+            // Whoever waited may have gone; that is theirs to decide.
+            let _ = tx.send(());
+        }
+        let wait = match result {
             Ok(()) => return Delivered::Sent(attempts),
             Err(Failure::Permanent(reason)) => return Delivered::Failed(reason),
             Err(Failure::RateLimited(wait)) => {
@@ -229,7 +238,16 @@ mod tests {
             Mutex::new(Vec::new()),
         );
         let body = Bytes::from_static(b"{}");
-        let got = deliver(&t, &policy(), &body, "x", "test", &CancellationToken::new()).await;
+        let got = deliver(
+            &t,
+            &policy(),
+            &body,
+            "x",
+            "test",
+            &CancellationToken::new(),
+            None,
+        )
+        .await;
         assert_eq!(got, Delivered::Sent(3));
         let sent = t.1.lock().unwrap();
         // Each attempt shares the one rendered body: no copy, no re-render.
@@ -249,6 +267,7 @@ mod tests {
             "x",
             "test",
             &CancellationToken::new(),
+            None,
         )
         .await;
         assert_eq!(got, Delivered::Failed("redirect".into()));
@@ -263,7 +282,7 @@ mod tests {
         );
         let superseded = CancellationToken::new();
         superseded.cancel();
-        let got = deliver(&t, &policy(), &Bytes::new(), "x", "test", &superseded).await;
+        let got = deliver(&t, &policy(), &Bytes::new(), "x", "test", &superseded, None).await;
         assert_eq!(got, Delivered::Superseded);
         assert_eq!(t.1.lock().unwrap().len(), 1);
     }

@@ -406,7 +406,16 @@ pub async fn send_test(
             Err(e) => (url_host(url), Err(e)),
             Ok(target) => {
                 let host = target.host().to_string();
-                let r = deliver(&target, &policy, &body, &n.title, "alertmanager", &never).await;
+                let r = deliver(
+                    &target,
+                    &policy,
+                    &body,
+                    &n.title,
+                    "alertmanager",
+                    &never,
+                    None,
+                )
+                .await;
                 (
                     host,
                     match r {

@@ -130,9 +130,9 @@ pub async fn send_one(cfg: &DeliveryConfig, n: &Notification) -> Result<(), Stri
     let result = match &cfg.webhook {
         Some(url) => {
             let slack = Slack::new(url, cfg.timeout)?;
-            deliver(&slack, &policy, &body, &n.title, sink, &never).await
+            deliver(&slack, &policy, &body, &n.title, sink, &never, None).await
         }
-        None => deliver(&Stdout, &policy, &body, &n.title, sink, &never).await,
+        None => deliver(&Stdout, &policy, &body, &n.title, sink, &never, None).await,
     };
     match result {
         Delivered::Sent(_) => Ok(()),
