@@ -282,7 +282,8 @@ pub struct RulesArgs {
 
     /// Seconds the primary must serve without failures before a failover
     /// counts as recovered (and a rate must stay low before its incident
-    /// resolves); 0 to 3600.
+    /// resolves), measured between its first and latest answer: time
+    /// without traffic proves nothing; 0 to 3600.
     #[arg(
         long,
         env = "RECOVERY_CONFIRM_SEC",
@@ -292,6 +293,19 @@ pub struct RulesArgs {
         global = true
     )]
     pub recovery_confirm_sec: f64,
+
+    /// Attempts the pool must answer over RECOVERY_CONFIRM_SEC before a
+    /// failover counts as recovered (none may fail) or an error rate as
+    /// resolved: silence is not health (1 to 1000000).
+    #[arg(
+        long,
+        env = "RECOVERY_MIN_REQUESTS",
+        value_name = "RECOVERY_MIN_REQUESTS",
+        default_value_t = 20,
+        value_parser = whole::<u64>(1, 1_000_000),
+        global = true
+    )]
+    pub recovery_min_requests: u64,
 
     /// Repeat notifications of an incident that stays open at most this
     /// often, in seconds (0 to 86400).
@@ -873,6 +887,7 @@ impl RulesArgs {
             error_rate_threshold: self.error_rate_threshold,
             error_rate_min_requests: self.error_rate_min_requests,
             recovery_confirm_secs: self.recovery_confirm_sec,
+            recovery_min_requests: self.recovery_min_requests,
             window_size: pipeline.window_size,
             window_seconds: pipeline.window_seconds,
         })

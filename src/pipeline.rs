@@ -245,6 +245,19 @@ impl Pipeline {
         len: usize,
         clock: impl FnOnce(&AccessRecord<'_>) -> u64,
     ) -> Result<(), Malformed> {
+        self.process_with(decoder, buf, len, |_, r| clock(r))
+    }
+
+    /// [`Pipeline::process`] whose `clock` also sees the pipeline as it
+    /// stands before the record counts: a replay judges what its earlier
+    /// lines built when a line opens a new second.
+    pub fn process_with(
+        &mut self,
+        decoder: &mut Decoder,
+        buf: &mut [u8],
+        len: usize,
+        clock: impl FnOnce(&Pipeline, &AccessRecord<'_>) -> u64,
+    ) -> Result<(), Malformed> {
         self.totals.datagrams += 1;
         self.totals.bytes += len as u64;
         let result = self.process_inner(decoder, buf, len, clock);
@@ -276,7 +289,7 @@ impl Pipeline {
         decoder: &mut Decoder,
         buf: &mut [u8],
         len: usize,
-        clock: impl FnOnce(&AccessRecord<'_>) -> u64,
+        clock: impl FnOnce(&Pipeline, &AccessRecord<'_>) -> u64,
     ) -> Result<(), Malformed> {
         let frame = syslog::parse(&buf[..len])?;
         let msg_len = frame.msg.end - frame.msg.start;
@@ -284,7 +297,7 @@ impl Pipeline {
         if upstream::too_many_attempts(record.upstream_addr) {
             return Err(Malformed::TOO_MANY_ATTEMPTS);
         }
-        let now = clock(&record);
+        let now = clock(self, &record);
         self.apply(&record, now);
         Ok(())
     }

@@ -251,7 +251,8 @@ impl Replayer {
         }
     }
 
-    /// Feed every line of `reader`; returns lines read.
+    /// Feed every line of `reader`; returns lines read. The last second's
+    /// lines are judged by [`Replayer::finish`].
     pub fn feed(&mut self, reader: impl Read) -> io::Result<u64> {
         let mut reader = BufReader::with_capacity(1 << 20, reader);
         // Sized once: a line never grows it.
@@ -273,31 +274,74 @@ impl Replayer {
             lines += 1;
             let len = buf.len();
             buf.resize(len + INPUT_PADDING, 0);
-            let clock = &mut self.clock;
-            let _ = self
-                .pipeline
-                .process(&mut self.decoder, &mut buf, len, |r| clock.at(r.time));
-            if self.evaluated_at != Some(self.clock.now) {
-                self.evaluate(self.clock.unix());
-                self.evaluated_at = Some(self.clock.now);
-            }
+            let Replayer {
+                pipeline,
+                decoder,
+                clock,
+                rules,
+                incidents,
+                runbook_url,
+                evaluated_at,
+                notifications,
+            } = self;
+            // Each log second is judged once, at its own time, when the
+            // first line of a later second arrives and before that line
+            // counts: the rules see every line at the second it was
+            // logged, as the live loop sees it within 100 ms.
+            let _ = pipeline.process_with(decoder, &mut buf, len, |p, r| {
+                let (second, unix) = (clock.now, clock.unix());
+                let now = clock.at(r.time);
+                if now != second && *evaluated_at != Some(second) {
+                    judge(
+                        p,
+                        second,
+                        unix,
+                        rules,
+                        incidents,
+                        runbook_url,
+                        notifications,
+                    );
+                    *evaluated_at = Some(second);
+                }
+                now
+            });
         }
     }
 
-    /// The last evaluation, as if the watcher had kept running for
-    /// `confirm_secs` after the last line.
+    /// The last evaluations: the last second's lines at their own time,
+    /// then as if the watcher had kept running for `confirm_secs` after
+    /// them (without more traffic, which proves nothing by itself).
     pub fn finish(&mut self, confirm_secs: f64) {
         let end = self.clock.unix() + confirm_secs.max(0.0) + 1.0;
-        self.evaluate(end);
+        for now in [self.clock.unix(), end] {
+            judge(
+                &self.pipeline,
+                self.clock.now,
+                now,
+                &mut self.rules,
+                &mut self.incidents,
+                &self.runbook_url,
+                &mut self.notifications,
+            );
+        }
     }
+}
 
-    fn evaluate(&mut self, now: f64) {
-        let snap = Snapshot::take(&self.pipeline, self.clock.now);
-        for f in self.rules.evaluate(&snap, &mut self.incidents, now) {
-            if self.incidents.decide(&f, now, false) == Decision::Send {
-                self.notifications
-                    .push(words(&f, self.runbook_url.as_deref()));
-            }
+/// One look of the rules at `p` as it stands at window second `second`
+/// (Unix time `now`), keeping what would have been sent.
+fn judge(
+    p: &Pipeline,
+    second: u64,
+    now: f64,
+    rules: &mut Rules,
+    incidents: &mut Incidents,
+    runbook_url: &Option<String>,
+    out: &mut Vec<Notification>,
+) {
+    let snap = Snapshot::take(p, second);
+    for f in rules.evaluate(&snap, incidents, now) {
+        if incidents.decide(&f, now, false) == Decision::Send {
+            out.push(words(&f, runbook_url.as_deref()));
         }
     }
 }
@@ -516,6 +560,7 @@ mod tests {
             error_rate_threshold: 2.0,
             error_rate_min_requests: 1000,
             recovery_confirm_secs: 5.0,
+            recovery_min_requests: 5,
             window_size: 10,
             window_seconds: 60,
         };
@@ -539,7 +584,9 @@ mod tests {
         assert_eq!(p.totals.malformed.iter().sum::<u64>(), 1);
         let s = Summary::new(p, &r.clock, n, 1.0);
         assert!(s.table().contains("malformed: bad_status=1"));
-        // The rescued request is a failover, seen at the log's own time.
+        // The rescued request is a failover, seen at the log's own time
+        // once its second is over.
+        r.finish(5.0);
         assert_eq!(r.notifications.len(), 1);
         assert_eq!(r.notifications[0].title, "Failover: blue → green");
         assert_eq!(r.notifications[0].first_seen, "2026-11-05T09:00:30Z");
@@ -640,13 +687,13 @@ mod tests {
     }
 
     #[test]
-    fn recovery_is_confirmed_after_the_last_line() {
-        let mut log = String::new();
+    fn recovery_needs_answers_over_the_confirmation_not_the_end_of_the_log() {
         let line = |sec: u32, ups: &str, addr: &str, pool: &str| {
             format!(
                 "{{\"time\":\"2026-11-05T09:00:{sec:02}+00:00\",\"status\":200,\"upstream_status\":\"{ups}\",\"upstream_addr\":\"{addr}\",\"pool\":\"{pool}\"}}\n"
             )
         };
+        let mut log = String::new();
         for _ in 0..10 {
             log += &line(0, "200", "a:1", "blue");
         }
@@ -654,8 +701,22 @@ mod tests {
         for _ in 0..10 {
             log += &line(2, "200", "b:1", "green");
         }
+        // Blue answers, but all within one second: the log ending is no
+        // evidence that it went on answering.
+        let mut burst = log.clone();
         for _ in 0..10 {
-            log += &line(10, "200", "a:1", "blue");
+            burst += &line(10, "200", "a:1", "blue");
+        }
+        let mut r = replayer();
+        r.feed(burst.as_bytes()).unwrap();
+        r.finish(5.0);
+        let kinds: Vec<_> = r.notifications.iter().map(|n| n.kind).collect();
+        assert_eq!(kinds, [crate::alerting::finding::Kind::Failover]);
+
+        // Blue answering from 10 s to 16 s is.
+        for sec in 10..=16 {
+            log += &line(sec, "200", "a:1", "blue");
+            log += &line(sec, "200", "a:1", "blue");
         }
         let mut r = replayer();
         r.feed(log.as_bytes()).unwrap();

@@ -141,12 +141,13 @@ fn two_instances_one_grouped_notification_then_one_resolved() {
     assert_eq!(got[0]["groupLabels"]["pool"], "blue");
     assert_eq!(instances(&got[0]), ["watcher-a", "watcher-b"]);
 
-    // Recovery on both: one resolved notification for the group.
-    for pw in [&a, &b] {
-        healthy(pw, "blue");
-    }
+    // Recovery on both: one resolved notification for the group, once blue
+    // has answered over RECOVERY_CONFIRM_SEC (a burst alone is no evidence).
     assert!(
         wait_until(WAIT, || {
+            for pw in [&a, &b] {
+                healthy(pw, "blue");
+            }
             am.query(&["alertname=PoolwatchFailover"]).is_empty()
         }),
         "{}",

@@ -119,12 +119,15 @@ fn failover_is_told_once_then_recovery_and_replay_agrees() {
         1.0
     );
 
-    // Blue healthy and serving again: recovery after the confirmation.
-    // Live, poolwatch waits out RECOVERY_CONFIRM_SEC by itself; the replay
-    // below judges by the lines' own whole-second stamps, so blue's lines
-    // must carry a second at least that far past the last failure's.
-    assert!(wait_until(PATIENCE, || unix_second() > last_failure));
-    send(many(30, ok("blue")));
+    // Blue healthy and serving again: recovered once it has answered over
+    // RECOVERY_CONFIRM_SEC (1 s); a burst followed by silence is no
+    // evidence. Blue keeps answering until the lines' own second stamps
+    // run 2 s past the last failure's too, so the replay below, which
+    // judges by those stamps, has the same evidence.
+    assert!(wait_until(PATIENCE, || {
+        send(many(5, ok("blue")));
+        hook.accepted().len() >= 2 && unix_second() >= last_failure + 3
+    }));
     let got = hook.wait_for_accepted(2, PATIENCE);
     let second = text(&got[1].body);
     assert!(
@@ -256,14 +259,23 @@ fn error_rate_is_told_with_its_figures_then_resolved() {
     ] {
         assert!(blocks.contains(want), "{want} missing in {blocks}");
     }
-    // Healthy traffic pushes the failures out of the window.
+    // Healthy traffic pushes the failures out of the window; resolved once
+    // blue has answered over RECOVERY_CONFIRM_SEC, with the evidence.
     pw.send(&many(100, ok("blue")));
     assert!(
-        wait_until(PATIENCE, || rate(&hook).len() == 2),
+        wait_until(PATIENCE, || {
+            pw.send(&many(5, ok("blue")));
+            rate(&hook).len() == 2
+        }),
         "{:?}",
         texts(&hook)
     );
     assert!(rate(&hook)[1].contains("Resolved: error rate on blue"));
+    assert!(
+        rate(&hook)[1].contains("requests with 0 failures over"),
+        "{}",
+        rate(&hook)[1]
+    );
     // Stopping delivers whatever is still queued: nothing more was said.
     pw.wait_judged();
     assert_eq!(pw.stop(), Some(0));

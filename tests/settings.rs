@@ -42,6 +42,11 @@ fn bad_values_stop_start_up_naming_the_setting() {
             "0 to 100",
         ),
         (("RECV_BUFFER", "huge"), "RECV_BUFFER", "8MiB"),
+        (
+            ("RECOVERY_MIN_REQUESTS", "0"),
+            "RECOVERY_MIN_REQUESTS",
+            "from 1 to 1000000",
+        ),
         (("POOLS", "blue,,green"), "POOLS", "comma-separated"),
         (("ACTIVE_POOL", "red"), "ACTIVE_POOL", "blue, green"),
         (("MAINTENANCE_MODE", "maybe"), "MAINTENANCE_MODE", "true"),

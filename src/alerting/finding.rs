@@ -181,12 +181,15 @@ pub(crate) enum Facts {
         /// incident opened.
         client_5xx: u64,
     },
-    /// The failover `pool → took_over` ended: `pool` served again with no
-    /// failure for `confirmed_secs`.
+    /// The failover `pool → took_over` ended: `pool` serves again, and
+    /// answered `answered` attempts without a failure over `over_secs`
+    /// (at least `confirmed_secs`, `RECOVERY_CONFIRM_SEC`).
     Recovered {
         pool: Pool,
         took_over: Pool,
         confirmed_secs: f64,
+        answered: u64,
+        over_secs: f64,
         retried: u64,
         client_5xx: u64,
         release: String,
@@ -213,12 +216,16 @@ pub(crate) enum Facts {
         client_5xx: u64,
         release: String,
     },
-    /// The error rate stayed low since `good_since`.
+    /// The error rate stayed low since `good_since`, while the pool
+    /// answered `answered` attempts (and failed `failed`) over `over_secs`.
     ErrorRateResolved {
         pool: Pool,
         window: Ratio,
         threshold: f64,
         good_since: f64,
+        answered: u64,
+        failed: u64,
+        over_secs: f64,
     },
     /// `window`: client 5xx among all pools' responses over the time window.
     UsersSeeingErrors {

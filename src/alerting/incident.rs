@@ -14,6 +14,12 @@
 //!   out at once;
 //! - during maintenance, failover, switch, error-rate and recovery messages
 //!   are held back (and counted); users seeing errors never is.
+//!
+//! A pool's incident closes on evidence, never on silence: each one keeps
+//! what the pool did since its condition was last seen ([`Evidence`]), and
+//! [`Incidents::settle_on_evidence`] closes it only once the pool has
+//! answered enough attempts over the confirmation period. Everything here
+//! is plain numbers, so an incident can be written down and read back.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,6 +41,72 @@ pub struct Incident {
     pub to: Option<PoolId>,
     /// When the condition was last seen over the line.
     pub last_bad: f64,
+    /// What the pool did since then.
+    pub health: Evidence,
+}
+
+impl Incident {
+    /// An incident opening at `now` from counters `baseline`.
+    pub fn new(now: f64, baseline: &Snapshot, to: Option<PoolId>) -> Incident {
+        Incident {
+            opened_at: now,
+            baseline: baseline.clone(),
+            to,
+            last_bad: now,
+            health: Evidence::default(),
+        }
+    }
+
+    /// The condition holds again at `now`: evidence of health starts over.
+    pub fn bad(&mut self, now: f64) {
+        self.last_bad = now;
+        self.health = Evidence::default();
+    }
+}
+
+/// Attempts a pool answered and failed between two looks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub answered: u64,
+    pub failed: u64,
+}
+
+/// Evidence that a pool is healthy again: its attempts since the condition
+/// was last seen. Silence adds nothing, so a pool that gets no traffic
+/// never gathers enough.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Evidence {
+    /// When it first answered (Unix seconds), if it has.
+    pub since: Option<f64>,
+    /// When it last answered.
+    pub until: f64,
+    /// Attempts it answered, and failed, since `since`.
+    pub answered: u64,
+    pub failed: u64,
+}
+
+impl Evidence {
+    /// Add what was seen at `now`.
+    pub fn note(&mut self, seen: Seen, now: f64) {
+        if seen.answered > 0 {
+            self.since.get_or_insert(now);
+            self.until = now;
+        }
+        if self.since.is_some() {
+            self.answered += seen.answered;
+            self.failed += seen.failed;
+        }
+    }
+
+    /// Seconds between the first and the latest answer.
+    pub fn span(&self) -> f64 {
+        self.since.map_or(0.0, |s| self.until - s)
+    }
+
+    /// At least `min` answers, spread over at least `secs` seconds.
+    pub fn enough(&self, secs: f64, min: u64) -> bool {
+        self.since.is_some() && self.span() >= secs && self.answered >= min
+    }
 }
 
 /// An open incident as `/state` shows it.
@@ -118,22 +190,40 @@ impl Incidents {
     pub fn open_or_touch(&mut self, key: IncidentKey, baseline: &Snapshot, now: f64) -> Phase {
         match self.open.get_mut(&key) {
             Some(inc) => {
-                inc.last_bad = now;
+                inc.bad(now);
                 Phase::Repeat
             }
             None => {
-                self.open.insert(
-                    key,
-                    Incident {
-                        opened_at: now,
-                        baseline: baseline.clone(),
-                        to: None,
-                        last_bad: now,
-                    },
-                );
+                self.open.insert(key, Incident::new(now, baseline, None));
                 Phase::Open
             }
         }
+    }
+
+    /// The condition of a pool's incident `key` is off the line at `now`
+    /// unless `still_high`; `seen` is what the pool did since the last look.
+    /// The incident resolves once the pool has answered at least `min`
+    /// attempts over at least `confirm` seconds since the condition was
+    /// last seen: silence is not health. Returns the incident once it
+    /// resolves.
+    pub fn settle_on_evidence(
+        &mut self,
+        key: IncidentKey,
+        still_high: bool,
+        seen: Seen,
+        (confirm, min): (f64, u64),
+        now: f64,
+    ) -> Option<Incident> {
+        let inc = self.open.get_mut(&key)?;
+        if still_high {
+            inc.bad(now);
+            return None;
+        }
+        inc.health.note(seen, now);
+        if !inc.health.enough(confirm, min) {
+            return None;
+        }
+        self.open.remove(&key)
     }
 
     /// The condition of `key` no longer holds. With hysteresis: while
@@ -279,6 +369,101 @@ mod tests {
             at: 0.0,
             facts,
         }
+    }
+
+    fn snapshot() -> Snapshot {
+        let pools = crate::pools::PoolSet::new(&["blue".into(), "green".into()]);
+        let p = crate::pipeline::Pipeline::new(&crate::pipeline::PipelineConfig {
+            pools,
+            ..Default::default()
+        });
+        Snapshot::take(&p, 0)
+    }
+
+    const KEY: IncidentKey = IncidentKey {
+        kind: Kind::ErrorRate,
+        pool: Some(0),
+    };
+
+    #[test]
+    fn silence_never_resolves_a_pool_incident() {
+        let mut n = Incidents::new(300.0);
+        n.open_or_touch(KEY, &snapshot(), 0.0);
+        let nothing = Seen::default();
+        for t in 1..1000 {
+            assert!(
+                n.settle_on_evidence(KEY, false, nothing, (5.0, 20), f64::from(t))
+                    .is_none()
+            );
+        }
+        assert!(n.is_open(KEY));
+    }
+
+    #[test]
+    fn evidence_needs_both_answers_and_time() {
+        let mut n = Incidents::new(300.0);
+        n.open_or_touch(KEY, &snapshot(), 0.0);
+        let answered = |k| Seen {
+            answered: k,
+            failed: 0,
+        };
+        // 100 answers in one instant: many, but over no time at all.
+        assert!(
+            n.settle_on_evidence(KEY, false, answered(100), (5.0, 20), 10.0)
+                .is_none()
+        );
+        // Then silence: still no answer 5 s after the first.
+        assert!(
+            n.settle_on_evidence(KEY, false, answered(0), (5.0, 20), 16.0)
+                .is_none()
+        );
+        // One more answer spans the period: resolved, with the evidence.
+        let inc = n
+            .settle_on_evidence(KEY, false, answered(1), (5.0, 20), 16.5)
+            .expect("resolved");
+        assert_eq!(inc.health.answered, 101);
+        assert_eq!(inc.health.span(), 6.5);
+
+        // Over a long enough time but too few answers.
+        n.open_or_touch(KEY, &snapshot(), 20.0);
+        for t in 21..40 {
+            assert!(
+                n.settle_on_evidence(KEY, false, answered(1), (5.0, 20), f64::from(t))
+                    .is_none()
+            );
+        }
+        assert!(
+            n.settle_on_evidence(KEY, false, answered(1), (5.0, 20), 40.0)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn the_condition_coming_back_starts_the_evidence_over() {
+        let mut n = Incidents::new(300.0);
+        n.open_or_touch(KEY, &snapshot(), 0.0);
+        let seen = Seen {
+            answered: 50,
+            failed: 1,
+        };
+        assert!(
+            n.settle_on_evidence(KEY, false, seen, (5.0, 20), 1.0)
+                .is_none()
+        );
+        assert!(
+            n.settle_on_evidence(KEY, true, seen, (5.0, 20), 4.0)
+                .is_none()
+        );
+        assert_eq!(n.get(KEY).unwrap().health, Evidence::default());
+        assert!(
+            n.settle_on_evidence(KEY, false, seen, (5.0, 20), 7.0)
+                .is_none(),
+            "counted from 7 s, not 1 s"
+        );
+        let inc = n
+            .settle_on_evidence(KEY, false, seen, (5.0, 20), 12.0)
+            .expect("resolved");
+        assert_eq!((inc.health.answered, inc.health.failed), (100, 2));
     }
 
     #[test]

@@ -80,6 +80,16 @@ impl Snapshot {
             .sum()
     }
 
+    /// Attempts `pool` answered (any status below 500).
+    pub fn answered(&self, pool: PoolId) -> u64 {
+        self.attempts[pool][Outcome::Success.index()]
+    }
+
+    /// Attempts on `pool`, answered or failed.
+    pub fn tried(&self, pool: PoolId) -> u64 {
+        self.answered(pool) + self.failures(pool)
+    }
+
     pub fn client_5xx(&self) -> u64 {
         self.requests.iter().map(|r| r[4]).sum()
     }

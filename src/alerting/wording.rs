@@ -89,21 +89,32 @@ pub(crate) fn words(f: &Finding, runbook: Option<&str>) -> Notification {
             pool,
             took_over,
             confirmed_secs,
+            answered,
+            over_secs,
             retried,
             client_5xx,
             release,
         } => {
             let (p, to) = (&pool.label, &took_over.label);
             let lasted = human_duration(f.at - f.started);
+            let evidence = format!(
+                "{p} answered {answered} requests without a failure over {}",
+                seconds(*over_secs)
+            );
             (
                 format!("Recovered: {p} is serving again"),
                 format!(
-                    "Traffic is back on {p} with no failures for {confirmed_secs:.0} s. This ends \
-                     the failover {p} → {to} that started at {} and lasted {lasted}.",
+                    "Traffic is back on {p}: {evidence}. This ends the failover {p} → {to} that \
+                     started at {} and lasted {lasted}.",
                     timestamp(f.started)
                 ),
                 vec![
                     field("Failover", format!("{p} → {to}")),
+                    field("Evidence", evidence),
+                    field(
+                        "Required",
+                        format!("{confirmed_secs:.0} s without a failure, serving again"),
+                    ),
                     field("Started", timestamp(f.started)),
                     field("Lasted", lasted),
                     field("Requests retried", retried),
@@ -200,13 +211,20 @@ pub(crate) fn words(f: &Finding, runbook: Option<&str>) -> Notification {
             window,
             threshold,
             good_since,
+            answered,
+            failed,
+            over_secs,
         } => {
             let (label, rate) = (&pool.label, window.percent);
+            let evidence = format!(
+                "{label} answered {answered} requests with {failed} failures over {}",
+                seconds(*over_secs)
+            );
             (
                 format!("Resolved: error rate on {label} back to {rate:.1} %"),
                 format!(
                     "{} of the last {} attempts on {label} failed ({rate:.1} %), under the \
-                     threshold of {threshold} % since {}. The incident lasted {}.",
+                     threshold of {threshold} % since {}: {evidence}. The incident lasted {}.",
                     window.bad,
                     window.total,
                     timestamp(*good_since),
@@ -219,6 +237,7 @@ pub(crate) fn words(f: &Finding, runbook: Option<&str>) -> Notification {
                         "Failures / attempts",
                         format!("{} / {}", window.bad, window.total),
                     ),
+                    field("Evidence", evidence),
                     field("Threshold", format!("> {threshold} %")),
                     field("Started", timestamp(f.started)),
                 ],
@@ -386,6 +405,15 @@ pub(crate) fn system_time(secs: f64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs as u64)
 }
 
+/// A span of evidence, to the tenth below a minute: "5.2 s".
+fn seconds(secs: f64) -> String {
+    if secs < 60.0 {
+        format!("{:.1} s", secs.max(0.0))
+    } else {
+        human_duration(secs)
+    }
+}
+
 /// "4 min 12 s", "1 h 3 min", "12 s".
 pub(crate) fn human_duration(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
@@ -416,6 +444,58 @@ mod tests {
         assert_eq!(timestamp(-5.0), "1970-01-01T00:00:00Z");
         assert_eq!(timestamp(1e18), "9999-12-31T23:59:59Z");
         assert_eq!(timestamp(f64::NAN), "1970-01-01T00:00:00Z");
+    }
+
+    fn blue() -> crate::alerting::finding::Pool {
+        crate::alerting::finding::Pool {
+            id: 0,
+            label: "blue".into(),
+        }
+    }
+
+    fn finding(kind: Kind, facts: Facts) -> Finding {
+        Finding {
+            key: IncidentKey {
+                kind,
+                pool: Some(0),
+            },
+            phase: Phase::Resolve,
+            severity: Severity::Resolved,
+            started: 1_793_869_623.0,
+            at: 1_793_869_683.0,
+            facts,
+        }
+    }
+
+    #[test]
+    fn recovery_states_its_evidence() {
+        let n = words(
+            &finding(
+                Kind::Failover,
+                Facts::Recovered {
+                    pool: blue(),
+                    took_over: crate::alerting::finding::Pool {
+                        id: 1,
+                        label: "green".into(),
+                    },
+                    confirmed_secs: 5.0,
+                    answered: 812,
+                    over_secs: 5.04,
+                    retried: 3,
+                    client_5xx: 0,
+                    release: "blue-7".into(),
+                },
+            ),
+            None,
+        );
+        assert_eq!(n.title, "Recovered: blue is serving again");
+        assert!(
+            n.summary
+                .contains("blue answered 812 requests without a failure over 5.0 s"),
+            "{}",
+            n.summary
+        );
+        assert!(!n.summary.contains("no failures for"), "{}", n.summary);
     }
 
     #[test]

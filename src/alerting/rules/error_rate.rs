@@ -1,11 +1,14 @@
 //! High error rate: more than `ERROR_RATE_THRESHOLD` percent of a pool's
 //! last `WINDOW_SIZE` upstream attempts failed, once the window holds
 //! `ERROR_RATE_MIN_REQUESTS`. Failures count against the pool that failed,
-//! retried or not; it is critical when clients got 5xx, a warning when
-//! retries masked every failure. Resolved once the rate has stayed at or
-//! under half the threshold for `RECOVERY_CONFIRM_SEC`.
+//! retried or not. It is critical when clients got 5xx, a warning when
+//! retries masked every failure.
+//!
+//! It resolves on evidence: the rate stays at or under half the threshold
+//! while the pool answers at least `RECOVERY_MIN_REQUESTS` attempts over at
+//! least `RECOVERY_CONFIRM_SEC`.
 
-use super::{RESOLVE_FRACTION, Rules, closing, pool};
+use super::{RESOLVE_FRACTION, Rules, closing, pool, seen};
 use crate::alerting::finding::{Facts, Finding, IncidentKey, Kind, Phase, Ratio, Severity};
 use crate::alerting::incident::Incidents;
 use crate::alerting::snapshot::Snapshot;
@@ -55,10 +58,14 @@ impl Rules {
                     release: snap.release(id).to_string(),
                 },
             });
-        } else if let Some(inc) = incidents.settle(
+        } else if let Some(inc) = incidents.settle_on_evidence(
             key,
             window.percent > threshold * RESOLVE_FRACTION,
-            self.cfg.recovery_confirm_secs,
+            seen(snap, prev, id),
+            (
+                self.cfg.recovery_confirm_secs,
+                self.cfg.recovery_min_requests,
+            ),
             now,
         ) {
             let facts = Facts::ErrorRateResolved {
@@ -66,6 +73,9 @@ impl Rules {
                 window,
                 threshold,
                 good_since: inc.last_bad,
+                answered: inc.health.answered,
+                failed: inc.health.failed,
+                over_secs: inc.health.span(),
             };
             out.push(closing(key, &inc, Severity::Resolved, now, facts));
         }

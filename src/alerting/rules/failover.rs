@@ -5,13 +5,20 @@
 //! within one tick, as does serving moving to the backup while the primary
 //! shows failures. A change of serving pool with no failures on the old pool
 //! is a planned switch, not a failover, and the new pool becomes the
-//! primary. The return to the primary after a failover is a recovery,
-//! confirmed only after the primary has served without failures for
-//! `RECOVERY_CONFIRM_SEC`; a primary that nginx stops trying altogether for
-//! [`SWITCH_SILENCE_SECS`] while the backup serves was switched out, which
-//! ends the failover too.
+//! primary.
+//!
+//! The return to the primary after a failover is a recovery, told only on
+//! evidence: the primary serves again and has answered at least
+//! `RECOVERY_MIN_REQUESTS` attempts without a single failure over at least
+//! `RECOVERY_CONFIRM_SEC`. Time alone proves nothing: nginx skips a failed
+//! primary for its `fail_timeout`, so "no failure for 5 s" is what a pool
+//! that got no traffic shows too. A primary that nginx stops trying
+//! altogether while the backup keeps serving was switched out: once the
+//! backup has served [`SWITCH_SILENCE_SECS`] after the primary's last
+//! attempt, the failover ends as a switch. A failover whose site gets no
+//! traffic at all stays open: there is no evidence either way.
 
-use super::{Rules, SWITCH_SILENCE_SECS, closing, pool};
+use super::{Rules, SWITCH_SILENCE_SECS, closing, pool, seen};
 use crate::alerting::finding::{Facts, Failures, Finding, IncidentKey, Kind, Phase, Severity};
 use crate::alerting::incident::{Incident, Incidents};
 use crate::alerting::snapshot::Snapshot;
@@ -53,16 +60,11 @@ impl Rules {
                 // Serving settling on the backup is the failover running its
                 // course; only a new rescued request is new evidence.
                 if rescued_to.is_some() {
-                    inc.last_bad = now;
+                    inc.bad(now);
                     out.push(failover(key, Phase::Repeat, inc, snap, now));
                 }
             } else {
-                let inc = Incident {
-                    opened_at: now,
-                    baseline: prev.clone(),
-                    to: Some(to),
-                    last_bad: now,
-                };
+                let inc = Incident::new(now, prev, Some(to));
                 out.push(failover(key, Phase::Open, &inc, snap, now));
                 incidents.open(key, inc);
             }
@@ -96,23 +98,36 @@ impl Rules {
     pub(super) fn recovery(
         &mut self,
         snap: &Snapshot,
+        prev: &Snapshot,
         incidents: &mut Incidents,
         now: f64,
         out: &mut Vec<Finding>,
     ) {
         let p = self.primary;
         let key = failover_key(p);
-        let Some(inc) = incidents.get(key) else {
+        let Some(inc) = incidents.get_mut(key) else {
             return;
         };
+        // Any failure of the primary, or nginx finding no server alive,
+        // starts the evidence over; answers add to it.
+        let seen = seen(snap, prev, p);
+        if seen.failed > 0 || snap.no_live > prev.no_live {
+            inc.bad(now);
+        } else {
+            inc.health.note(seen, now);
+        }
+        let silent_since = self.last_attempt[p].max(inc.opened_at);
         if let Some(to) = snap.serving.filter(|&s| s != p && s < snap.known)
-            && now - self.last_primary_attempt.max(inc.opened_at) >= SWITCH_SILENCE_SECS
+            && self.last_attempt[to] - silent_since >= SWITCH_SILENCE_SECS
         {
             self.switched_during_failover(snap, incidents, p, to, now, out);
             return;
         }
-        let quiet_for = now - self.last_primary_failure.max(inc.last_bad);
-        if snap.serving != Some(p) || quiet_for < self.cfg.recovery_confirm_secs {
+        let confirm = (
+            self.cfg.recovery_confirm_secs,
+            self.cfg.recovery_min_requests,
+        );
+        if snap.serving != Some(p) || !inc.health.enough(confirm.0, confirm.1) {
             return;
         }
         let inc = incidents.close(key).expect("checked above");
@@ -121,6 +136,8 @@ impl Rules {
             pool: pool(snap, p),
             took_over: pool(snap, inc.to.unwrap_or(p)),
             confirmed_secs: self.cfg.recovery_confirm_secs,
+            answered: inc.health.answered,
+            over_secs: inc.health.span(),
             retried: snap.retried_from(p) - base.retried_from(p),
             client_5xx: snap.client_5xx() - base.client_5xx(),
             release: snap.release(p).to_string(),
@@ -148,12 +165,11 @@ impl Rules {
         self.primary = to;
         self.last_serving = Some(to);
         self.last_primary_failure = f64::NEG_INFINITY;
-        self.last_primary_attempt = now;
     }
 }
 
 /// The failover incident of primary `p`.
-fn failover_key(p: PoolId) -> IncidentKey {
+pub(super) fn failover_key(p: PoolId) -> IncidentKey {
     IncidentKey {
         kind: Kind::Failover,
         pool: Some(p),

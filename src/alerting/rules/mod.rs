@@ -18,7 +18,7 @@ mod failover;
 mod users_seeing_errors;
 
 use super::finding::{Facts, Finding, IncidentKey, Phase, Pool, Severity};
-use super::incident::{Incident, Incidents};
+use super::incident::{Incident, Incidents, Seen};
 use super::snapshot::Snapshot;
 use crate::pools::PoolId;
 
@@ -43,6 +43,9 @@ pub struct RulesConfig {
     /// Attempts a window must hold before its rate counts.
     pub error_rate_min_requests: u64,
     pub recovery_confirm_secs: f64,
+    /// Attempts a pool must answer over the confirmation period before its
+    /// failover recovers or its error rate resolves.
+    pub recovery_min_requests: u64,
     pub window_size: usize,
     pub window_seconds: u32,
 }
@@ -54,8 +57,8 @@ pub struct Rules {
     last_serving: Option<PoolId>,
     prev: Option<Snapshot>,
     last_primary_failure: f64,
-    /// When the primary was last tried at all.
-    last_primary_attempt: f64,
+    /// When each pool was last tried (answered or failed), Unix seconds.
+    last_attempt: Vec<f64>,
 }
 
 impl Rules {
@@ -68,7 +71,7 @@ impl Rules {
             last_serving: Some(primary),
             prev: None,
             last_primary_failure: f64::NEG_INFINITY,
-            last_primary_attempt: f64::NEG_INFINITY,
+            last_attempt: Vec::new(),
         }
     }
 
@@ -95,11 +98,15 @@ impl Rules {
         if snap.failures(p) > prev.failures(p) {
             self.last_primary_failure = now;
         }
-        if snap.attempts[p].iter().sum::<u64>() > prev.attempts[p].iter().sum::<u64>() {
-            self.last_primary_attempt = now;
+        self.last_attempt
+            .resize(snap.labels.len(), f64::NEG_INFINITY);
+        for (pool, at) in self.last_attempt.iter_mut().enumerate() {
+            if snap.tried(pool) > prev.tried(pool) {
+                *at = now;
+            }
         }
         self.failover_and_switch(snap, &prev, incidents, now, &mut out);
-        self.recovery(snap, incidents, now, &mut out);
+        self.recovery(snap, &prev, incidents, now, &mut out);
         for pool in 0..snap.known {
             self.error_rate(pool, snap, &prev, incidents, now, &mut out);
         }
@@ -127,6 +134,14 @@ fn closing(
     }
 }
 
+/// What `pool` did between `prev` and `snap`.
+fn seen(snap: &Snapshot, prev: &Snapshot, pool: PoolId) -> Seen {
+    Seen {
+        answered: snap.answered(pool) - prev.answered(pool),
+        failed: snap.failures(pool) - prev.failures(pool),
+    }
+}
+
 /// Pool `id` as findings name it.
 fn pool(snap: &Snapshot, id: PoolId) -> Pool {
     Pool {
@@ -139,6 +154,7 @@ fn pool(snap: &Snapshot, id: PoolId) -> Pool {
 mod tests {
     use super::*;
     use crate::alerting::finding::{Kind, Phase};
+    use crate::alerting::rules::failover::failover_key;
     use crate::alerting::wording::{Notification, words};
     use crate::pipeline::{Pipeline, PipelineConfig};
     use crate::pools::PoolSet;
@@ -185,6 +201,7 @@ mod tests {
                     error_rate_threshold: 2.0,
                     error_rate_min_requests: min,
                     recovery_confirm_secs: 3.0,
+                    recovery_min_requests: 10,
                     window_size: 50,
                     window_seconds: 60,
                 }),
@@ -278,8 +295,17 @@ mod tests {
         w.req(20, 200, "200", BLUE, "blue");
         assert!(w.tick(1.0).is_empty());
         w.req(5, 200, "200", BLUE, "blue");
-        let s = w.tick(2.5);
+        assert!(w.tick(2.0).is_empty(), "2 s of answers, 3 s needed");
+        w.req(5, 200, "200", BLUE, "blue");
+        let s = w.tick(1.5);
         assert_eq!(kinds(&s), [(Kind::Recovery, Phase::Resolve)]);
+        assert!(
+            s[0].notification
+                .summary
+                .contains("blue answered 30 requests without a failure over 3.5 s"),
+            "{}",
+            s[0].notification.summary
+        );
         assert!(s[0].notification.summary.contains("blue → green"));
         assert!(
             s[0].notification
@@ -289,6 +315,134 @@ mod tests {
         // The return to blue is not a failover or a switch.
         w.req(20, 200, "200", BLUE, "blue");
         assert!(w.tick(5.0).is_empty());
+    }
+
+    /// Blue fails once and nginx retries on green; green serves.
+    fn failed_over() -> World {
+        let mut w = World::with_min_requests(1000);
+        w.req(30, 200, "200", BLUE, "blue");
+        w.tick(0.1);
+        w.req(1, 200, "500, 200", &format!("{BLUE}, {GREEN}"), "green");
+        assert_eq!(kinds(&w.tick(0.1)), [(Kind::Failover, Phase::Open)]);
+        w
+    }
+
+    #[test]
+    fn fail_timeout_silence_is_no_recovery() {
+        let mut w = failed_over();
+        // nginx skips blue for its fail_timeout: green takes everything.
+        for _ in 0..10 {
+            w.req(10, 200, "200", GREEN, "green");
+            assert!(w.tick(0.5).is_empty());
+        }
+        // Blue's first answers after 5 s of silence, and serving moves back
+        // at once: "no failure for 3 s" holds, but only because blue got
+        // nothing. Not a recovery.
+        w.req(20, 200, "200", BLUE, "blue");
+        assert!(w.tick(0.1).is_empty());
+        assert!(w.incidents.is_open(failover_key(0)));
+        // Nor is more silence.
+        assert!(w.tick(10.0).is_empty());
+        // Blue answering over the confirmation period is.
+        w.req(5, 200, "200", BLUE, "blue");
+        let s = w.tick(0.1);
+        assert_eq!(kinds(&s), [(Kind::Recovery, Phase::Resolve)]);
+        let Facts::Recovered {
+            answered,
+            over_secs,
+            ..
+        } = s[0].finding.facts
+        else {
+            panic!("{:?}", s[0].finding.facts)
+        };
+        assert_eq!(answered, 25);
+        assert!((over_secs - 10.1).abs() < 1e-6, "{over_secs}");
+    }
+
+    #[test]
+    fn recovery_needs_enough_answers_and_no_failure_among_them() {
+        let mut w = failed_over();
+        // Blue serves again, slowly: 1 request a second.
+        for _ in 0..5 {
+            w.req(1, 200, "200", BLUE, "blue");
+            assert!(w.tick(1.0).is_empty(), "5 answers, 10 needed");
+        }
+        // One failure (nginx retried it) starts the evidence over.
+        w.req(1, 200, "502, 200", &format!("{BLUE}, {GREEN}"), "green");
+        w.tick(0.1);
+        for _ in 0..9 {
+            w.req(1, 200, "200", BLUE, "blue");
+            assert!(w.tick(1.0).is_empty());
+        }
+        // nginx finding no live server at all starts it over too.
+        w.req(1, 502, "502", "backend", "");
+        w.tick(0.1);
+        // Then 2 answers every 0.5 s: 12 answers over 2.5 s are not enough,
+        // 14 over 3 s are.
+        for _ in 0..6 {
+            w.req(2, 200, "200", BLUE, "blue");
+            assert!(
+                w.tick(0.5)
+                    .iter()
+                    .all(|s| s.notification.kind != Kind::Recovery)
+            );
+        }
+        w.req(2, 200, "200", BLUE, "blue");
+        let s = w.tick(0.5);
+        assert!(
+            kinds(&s).contains(&(Kind::Recovery, Phase::Resolve)),
+            "{:?}",
+            kinds(&s)
+        );
+    }
+
+    #[test]
+    fn a_failover_on_a_silent_site_stays_open() {
+        let mut w = failed_over();
+        w.req(20, 200, "200", GREEN, "green");
+        w.tick(0.1);
+        // No traffic at all: neither a recovery nor a switch.
+        for _ in 0..20 {
+            assert!(w.tick(10.0).is_empty());
+        }
+        assert!(w.incidents.is_open(failover_key(0)));
+        assert_eq!(w.rules.primary(), 0);
+        // Green serving on, blue never tried again: switched out.
+        w.req(10, 200, "200", GREEN, "green");
+        let s = w.tick(0.1);
+        assert_eq!(kinds(&s), [(Kind::PoolSwitch, Phase::Resolve)]);
+    }
+
+    #[test]
+    fn error_rate_resolves_only_on_answers() {
+        let mut w = World::new();
+        w.req(45, 200, "200", BLUE, "blue");
+        w.req(5, 503, "503", BLUE, "blue");
+        w.tick(0.1);
+        w.req(50, 200, "200", BLUE, "blue");
+        // Under the line, and silent: no resolution however long.
+        for _ in 0..5 {
+            assert!(
+                w.tick(10.0)
+                    .iter()
+                    .all(|s| s.notification.kind != Kind::ErrorRate)
+            );
+        }
+        // One answer later: blue answered from the first look to now.
+        w.req(1, 200, "200", BLUE, "blue");
+        let s = w.tick(1.0);
+        let n = &s
+            .iter()
+            .find(|s| s.notification.kind == Kind::ErrorRate)
+            .expect("resolved")
+            .notification;
+        assert!(n.title.starts_with("Resolved: error rate on blue"));
+        assert!(
+            n.summary
+                .contains("blue answered 51 requests with 0 failures over 41.0 s"),
+            "{}",
+            n.summary
+        );
     }
 
     #[test]
@@ -333,6 +487,8 @@ mod tests {
         w.req(1, 200, "500, 200", &format!("{BLUE}, {GREEN}"), "green");
         assert_eq!(kinds(&w.tick(0.1)), [(Kind::Failover, Phase::Open)]);
         w.req(20, 200, "200", BLUE, "blue");
+        assert!(w.tick(0.1).is_empty());
+        w.req(5, 200, "200", BLUE, "blue");
         assert_eq!(kinds(&w.tick(4.0)), [(Kind::Recovery, Phase::Resolve)]);
         // Blue's count window still holds that failure; the switch is planned.
         w.req(20, 200, "200", GREEN, "green");
@@ -403,14 +559,21 @@ mod tests {
                 .iter()
                 .all(|s| s.notification.kind != Kind::ErrorRate)
         );
-        // All healthy: under the line, but must stay there for 3 s.
-        w.req(50, 200, "200", BLUE, "blue");
+        // All healthy: under the line, but blue must answer over 3 s.
+        w.req(25, 200, "200", BLUE, "blue");
         assert!(
             w.tick(1.0)
                 .iter()
                 .all(|s| s.notification.kind != Kind::ErrorRate)
         );
-        let s = w.tick(2.5);
+        w.req(25, 200, "200", BLUE, "blue");
+        assert!(
+            w.tick(2.0)
+                .iter()
+                .all(|s| s.notification.kind != Kind::ErrorRate)
+        );
+        w.req(5, 200, "200", BLUE, "blue");
+        let s = w.tick(1.5);
         assert_eq!(kinds(&s), [(Kind::ErrorRate, Phase::Resolve)]);
     }
 

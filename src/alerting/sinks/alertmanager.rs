@@ -502,6 +502,8 @@ mod tests {
                 pool: pool(0, "blue"),
                 took_over: pool(1, "green"),
                 confirmed_secs: 5.0,
+                answered: 40,
+                over_secs: 5.0,
                 retried: 3,
                 client_5xx: 0,
                 release: "b1".into(),

@@ -1,0 +1,231 @@
+//! Notifications that claim only what was seen, end to end with a real
+//! nginx in front of two real demo apps, its access log going straight to
+//! the real poolwatch, and notifications to a local Slack-like webhook:
+//!
+//! - nginx's `fail_timeout` leaves a failed primary without traffic; that
+//!   silence is no recovery, only the primary answering enough requests
+//!   over `RECOVERY_CONFIRM_SEC` is.
+//!
+//! Slow (each takes several seconds of real traffic), so in a target of its
+//! own.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use common::poolwatch::Poolwatch;
+use common::webhook::{Received, Webhook};
+use common::{DemoApp, Nginx, NginxOpts, SyslogTarget, header, try_http_request, wait_until};
+
+/// How long a test waits for what must happen; it only bounds a failure.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// One response a client got through nginx.
+#[derive(Debug, Clone)]
+struct Response {
+    /// When the request was about to be sent: before nginx could log it.
+    sent: Instant,
+    status: u16,
+    /// `X-App-Pool`, empty if none.
+    pool: String,
+}
+
+/// One client sending requests through nginx back to back, one at a time,
+/// until stopped; keeps every response.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Response>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(addr: String) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, seen) = (stop.clone(), seen.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    let r =
+                        try_http_request("GET", &addr, "/version", b"", Duration::from_secs(30));
+                    let Ok((status, headers, _)) = r else {
+                        continue;
+                    };
+                    let pool = header(&headers, "x-app-pool").unwrap_or("").to_string();
+                    seen.lock().unwrap().push(Response { sent, status, pool });
+                }
+            })
+        };
+        Traffic {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    fn responses(&self) -> Vec<Response> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits until `pool` answered `n` requests with 200.
+    fn wait_for_answers(&self, pool: &str, n: usize) {
+        let ok = wait_until(PATIENCE, || {
+            self.responses()
+                .iter()
+                .filter(|r| r.pool == pool && r.status == 200)
+                .count()
+                >= n
+        });
+        assert!(ok, "{pool} never answered {n} requests");
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The whole message as Slack got it, as one string.
+fn said(r: &Received) -> String {
+    r.body.to_string()
+}
+
+fn title(r: &Received) -> String {
+    r.body["text"].as_str().unwrap_or_default().to_string()
+}
+
+/// Waits for an accepted notification whose title contains `needle`.
+fn wait_for_title(hook: &Webhook, needle: &str) -> Received {
+    let mut found = None;
+    let ok = wait_until(PATIENCE, || {
+        found = hook
+            .received()
+            .into_iter()
+            .find(|r| (200..300).contains(&r.answered) && title(r).contains(needle));
+        found.is_some()
+    });
+    assert!(
+        ok,
+        "no notification titled {needle:?}; got {:?}",
+        hook.received().iter().map(title).collect::<Vec<_>>()
+    );
+    found.unwrap()
+}
+
+/// The blue/green pair behind a real nginx whose access log goes to a real
+/// poolwatch that notifies `hook`.
+struct Stack {
+    blue: DemoApp,
+    green: DemoApp,
+    pw: Poolwatch,
+    nginx: Nginx,
+}
+
+fn stack(hook: &Webhook, blue_env: &[(&str, &str)], settings: &[(&str, &str)]) -> Stack {
+    let blue = DemoApp::start_with_env("blue", "blue-v1", blue_env);
+    let green = DemoApp::start("green", "green-v1");
+    let url = hook.url();
+    let pools = format!("blue={},green={}", blue.addr(), green.addr());
+    let mut env = vec![
+        ("SLACK_WEBHOOK_URL", url.as_str()),
+        ("POOL_ADDRS", pools.as_str()),
+    ];
+    env.extend_from_slice(settings);
+    let pw = Poolwatch::start_with_env(&[], &env);
+    let nginx = Nginx::start(NginxOpts::new(
+        "blue",
+        &blue.addr(),
+        &green.addr(),
+        SyslogTarget::Udp(pw.udp.clone()),
+    ));
+    Stack {
+        blue,
+        green,
+        pw,
+        nginx,
+    }
+}
+
+/// `"blue answered 812 requests without a failure over 5.1 s"` → (812, 5.1).
+fn evidence(text: &str) -> Option<(u64, f64)> {
+    let rest = text.split("blue answered ").nth(1)?;
+    let (n, rest) = rest.split_once(" requests without a failure over ")?;
+    let (secs, _) = rest.split_once(" s")?;
+    Some((n.parse().ok()?, secs.parse().ok()?))
+}
+
+#[test]
+fn fail_timeout_silence_is_not_a_recovery() {
+    let hook = Webhook::start();
+    let s = stack(
+        &hook,
+        &[],
+        &[
+            ("RECOVERY_CONFIRM_SEC", "2"),
+            ("RECOVERY_MIN_REQUESTS", "30"),
+            // Error-rate incidents are not what this is about.
+            ("ERROR_RATE_MIN_REQUESTS", "1000000"),
+        ],
+    );
+    let traffic = Traffic::start(s.nginx.addr());
+    traffic.wait_for_answers("blue", 20);
+
+    // Blue fails: nginx retries on green and skips blue for fail_timeout.
+    s.blue.chaos(Some("error"));
+    let failover = wait_for_title(&hook, "Failover: blue → green");
+    s.blue.chaos(None);
+    let healthy = Instant::now();
+
+    let recovered = wait_for_title(&hook, "Recovered: blue is serving again");
+    assert!(recovered.at > failover.at);
+    // Once a request sent after it came back, every earlier one has too.
+    assert!(wait_until(PATIENCE, || {
+        traffic.responses().iter().any(|r| r.sent > recovered.at)
+    }));
+    let seen = traffic.responses();
+    // Blue's first answer once healthy came after nginx's fail_timeout.
+    let first = seen
+        .iter()
+        .find(|r| r.sent >= healthy && r.pool == "blue")
+        .expect("blue answered again")
+        .sent;
+    // The recovery came at least RECOVERY_CONFIRM_SEC after blue's first
+    // answer, which nginx logged after it was sent.
+    let after = recovered.at - first;
+    assert!(
+        after >= Duration::from_secs(2),
+        "recovery claimed {after:?} after blue's first answer"
+    );
+    // It states its evidence, and the evidence is what was required.
+    let text = said(&recovered);
+    let (answered, over) = evidence(&text).unwrap_or_else(|| panic!("no evidence in {text}"));
+    assert!(answered >= 30, "{text}");
+    assert!(over >= 2.0, "{text}");
+    // Every answer it counts was sent before it was told.
+    let sent_before = seen
+        .iter()
+        .filter(|r| r.sent >= healthy && r.sent < recovered.at && r.pool == "blue")
+        .count() as u64;
+    assert!(sent_before >= answered, "{sent_before} < {answered}");
+    assert!(
+        seen.iter()
+            .filter(|r| r.sent >= first)
+            .all(|r| r.status == 200),
+        "blue failed again"
+    );
+    assert!(wait_until(PATIENCE, || {
+        s.pw.metrics()
+            .get("poolwatch_incident_open{kind=\"failover\",pool=\"blue\"}")
+            == 0.0
+    }));
+    assert_eq!(hook.violations(), Vec::<String>::new());
+    drop(s.green);
+}
