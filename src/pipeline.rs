@@ -354,6 +354,11 @@ impl Pipeline {
             }
             tried += 1;
             let last = attempts.peek().is_none();
+            let outcome = if upstream::client_aborted(&a, last, r.status) {
+                Outcome::ClientAbort
+            } else {
+                a.outcome
+            };
             // The pool header is that of the last response nginx received.
             // Only a last attempt that plainly answered (not a refused
             // connection or a timeout, which leave the header of an earlier
@@ -384,14 +389,15 @@ impl Pipeline {
             } else {
                 self.addrs.lookup(a.addr).unwrap_or(unknown)
             };
-            t.attempts[pool][a.outcome.index()] += 1;
+            t.attempts[pool][outcome.index()] += 1;
+            // A client abort says nothing about the upstream: it is no
+            // attempt in the windows, so no ratio counts it either way.
             let mut obs = Observation {
-                flags: window::ATTEMPT
-                    | if a.outcome.is_failure() {
-                        window::FAILED
-                    } else {
-                        0
-                    },
+                flags: match outcome {
+                    Outcome::ClientAbort => 0,
+                    o if o.is_failure() => window::ATTEMPT | window::FAILED,
+                    _ => window::ATTEMPT,
+                },
                 latency_us: 0,
             };
             if last && pool == serving {
@@ -399,7 +405,9 @@ impl Pipeline {
                 obs.latency_us = final_obs.latency_us;
                 final_pushed = true;
             }
-            self.windows[pool].push(now, obs);
+            if obs.flags != 0 {
+                self.windows[pool].push(now, obs);
+            }
             first_pool.get_or_insert(pool);
             last_pool = Some(pool);
         }
@@ -612,6 +620,34 @@ mod tests {
         assert_eq!(p.totals.malformed_count(), 3);
         assert_eq!(p.totals.datagrams, 3);
         assert_eq!(p.totals.request_count(), 0);
+    }
+
+    #[test]
+    fn client_abort_is_counted_apart_and_is_no_failure() {
+        let mut p = pipeline();
+        feed(&mut p, &line(200, "200", BLUE, "blue")).unwrap();
+        // The client left while nginx waited on blue: 499, `-` beside blue.
+        feed(&mut p, &line(499, "-", BLUE, "")).unwrap();
+        // Blue timed out and the client left while green was tried.
+        feed(&mut p, &line(200, "200", GREEN, "green")).unwrap();
+        feed(
+            &mut p,
+            &line(499, "504, -", &format!("{BLUE}, {GREEN}"), ""),
+        )
+        .unwrap();
+        // `-` on a request nginx answered 502 itself stays a failure.
+        feed(&mut p, &line(502, "-", BLUE, "")).unwrap();
+        let t = &p.totals;
+        assert_eq!(t.attempts[0][Outcome::ClientAbort.index()], 1);
+        assert_eq!(t.attempts[1][Outcome::ClientAbort.index()], 1);
+        assert_eq!(t.attempts[0][Outcome::Timeout.index()], 1);
+        assert_eq!(t.attempts[0][Outcome::NoResponse.index()], 1);
+        let blue = p.windows[0].count.sums();
+        // 200, 504 and the 502's `-`: the abort is no attempt.
+        assert_eq!((blue.attempts, blue.failures), (3, 2));
+        let green = p.windows[1].count.sums();
+        assert_eq!((green.attempts, green.failures), (1, 0));
+        assert_eq!(t.requests[p.pools.none()][3], 2, "both 499s are 4xx");
     }
 
     #[test]

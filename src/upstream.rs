@@ -18,7 +18,9 @@ pub const MAX_ATTEMPTS: usize = 32;
 /// Longest plausible `$upstream_response_time` element, in whole seconds:
 /// a day.
 const MAX_RESPONSE_SECS: u32 = 86_400;
-/// How one attempt ended. Every variant but `Success` is an upstream failure.
+/// How one attempt ended. `Success` is the upstream answering, a client
+/// abort is no verdict on the upstream at all; every other variant is an
+/// upstream failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Any non-5xx status: the upstream answered.
@@ -29,17 +31,27 @@ pub enum Outcome {
     BadGateway,
     /// 504: connect or read timeout.
     Timeout,
-    /// `-`: no response at all (the client gave up first, status 499).
+    /// `-` on an attempt nginx gave up on for another reason than its
+    /// client leaving: no response, and no status nginx chose either.
     NoResponse,
+    /// `-` on the last attempt of a request answered 499: the client closed
+    /// the connection while nginx waited on this upstream. Nothing is known
+    /// about the upstream, so it is neither an answer nor a failure (see
+    /// [`client_aborted`]).
+    ClientAbort,
 }
 
+/// nginx's status for a request whose client closed the connection first.
+pub const CLIENT_CLOSED: u16 = 499;
+
 impl Outcome {
-    pub const ALL: [Outcome; 5] = [
+    pub const ALL: [Outcome; 6] = [
         Outcome::Success,
         Outcome::Error5xx,
         Outcome::BadGateway,
         Outcome::Timeout,
         Outcome::NoResponse,
+        Outcome::ClientAbort,
     ];
 
     /// The `outcome` label of `poolwatch_upstream_attempts_total`.
@@ -50,6 +62,7 @@ impl Outcome {
             Outcome::BadGateway => "bad_gateway",
             Outcome::Timeout => "timeout",
             Outcome::NoResponse => "no_response",
+            Outcome::ClientAbort => "client_abort",
         }
     }
 
@@ -57,8 +70,9 @@ impl Outcome {
         self as usize
     }
 
+    /// An upstream failure: counts against the pool in every ratio and rule.
     pub fn is_failure(self) -> bool {
-        self != Outcome::Success
+        !matches!(self, Outcome::Success | Outcome::ClientAbort)
     }
 
     /// From the status an attempt logged, if it logged a number.
@@ -117,6 +131,20 @@ pub fn attempts<'a>(
             response_time: times.next().and_then(|t| t.parse().ok()),
         }
     })
+}
+
+/// Whether attempt `a`, the last of a request answered `final_status`, was
+/// cut short by the client.
+///
+/// nginx writes an attempt's status once it has one: the upstream's own
+/// status, or the 502 or 504 it sets itself when a connection is refused,
+/// reset or times out. An attempt still waiting when the client closes the
+/// connection has none, so it logs `-` beside the server's address and the
+/// request ends as 499. A client that leaves can only end the attempt in
+/// progress, which is the last one; earlier attempts had their status
+/// before nginx moved on.
+pub fn client_aborted(a: &Attempt<'_>, last: bool, final_status: u16) -> bool {
+    last && final_status == CLIENT_CLOSED && a.status.is_none()
 }
 
 /// Whether the address list holds more than [`MAX_ATTEMPTS`] attempts.
@@ -325,6 +353,34 @@ mod tests {
         ] {
             assert!(!response_times_plausible(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_the_last_unanswered_attempt_of_a_499_is_a_client_abort() {
+        let tries = |status: &str, addr: &str, final_status: u16| -> Vec<bool> {
+            let a: Vec<_> = attempts(status, addr, "").collect();
+            let n = a.len();
+            a.iter()
+                .enumerate()
+                .map(|(i, a)| client_aborted(a, i + 1 == n, final_status))
+                .collect()
+        };
+        // The client left while nginx waited on blue.
+        assert_eq!(tries("-", "10.0.0.2:3000", 499), [true]);
+        // Blue timed out, then the client left while green was tried.
+        assert_eq!(
+            tries("504, -", "10.0.0.2:3000, 10.0.0.3:3000", 499),
+            [false, true]
+        );
+        // An answer, even a 5xx, is never an abort: the upstream spoke.
+        assert_eq!(tries("502", "10.0.0.2:3000", 499), [false]);
+        assert_eq!(tries("200", "10.0.0.2:3000", 499), [false]);
+        // `-` on a request that did not end as 499 is no client abort.
+        assert_eq!(tries("-", "10.0.0.2:3000", 502), [false]);
+        assert_eq!(tries("-", "10.0.0.2:3000", 500), [false]);
+        assert!(!Outcome::ClientAbort.is_failure());
+        assert!(Outcome::NoResponse.is_failure());
+        assert_eq!(Outcome::ClientAbort.label(), "client_abort");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use poolwatch::pipeline::{Malformed, Pipeline, PipelineConfig};
 use poolwatch::record::{AccessRecord, DecodeError, Decoder, INPUT_PADDING};
 use poolwatch::syslog;
-use poolwatch::upstream::{Outcome, attempts};
+use poolwatch::upstream::{Outcome, attempts, client_aborted};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
@@ -130,11 +130,15 @@ fn nginx_answering_itself_has_empty_upstream_fields() {
 }
 
 #[test]
-fn client_abort_is_a_no_response_attempt() {
+fn client_abort_is_a_499_with_no_upstream_status() {
     let r = record("client_abort_499");
     assert_eq!(r.status, 499);
     assert_eq!(r.pool, "");
+    // The attempt got no status: read alone, no response; as the last
+    // attempt of a 499, the client left while nginx waited on it.
     assert_eq!(outcomes(&r), [Outcome::NoResponse]);
+    let tries: Vec<_> = attempts(r.upstream_status, r.upstream_addr, "").collect();
+    assert!(client_aborted(&tries[0], true, r.status));
 }
 
 #[test]
@@ -221,7 +225,8 @@ fn the_capture_sequence_through_the_pipeline() {
     assert_eq!(t.attempts[blue][Outcome::Success.index()], 2);
     assert_eq!(t.attempts[blue][Outcome::Error5xx.index()], 2);
     assert_eq!(t.attempts[blue][Outcome::Timeout.index()], 1);
-    assert_eq!(t.attempts[blue][Outcome::NoResponse.index()], 1);
+    assert_eq!(t.attempts[blue][Outcome::NoResponse.index()], 0);
+    assert_eq!(t.attempts[blue][Outcome::ClientAbort.index()], 1);
     assert_eq!(t.attempts[green][Outcome::Error5xx.index()], 2);
     assert_eq!(t.retried[blue][green], 3);
     assert_eq!(t.no_live_upstream, 2);
@@ -231,6 +236,7 @@ fn the_capture_sequence_through_the_pipeline() {
     assert_eq!(t.requests[none][3], 3);
     assert_eq!(t.invalid_utf8, 1);
     assert_eq!(t.malformed_count(), 1);
+    // The client abort is no attempt in the window, and no failure.
     let bw = p.windows[blue].count.sums();
-    assert_eq!((bw.attempts, bw.failures), (6, 4));
+    assert_eq!((bw.attempts, bw.failures), (5, 3));
 }

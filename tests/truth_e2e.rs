@@ -4,13 +4,16 @@
 //!
 //! - nginx's `fail_timeout` leaves a failed primary without traffic; that
 //!   silence is no recovery, only the primary answering enough requests
-//!   over `RECOVERY_CONFIRM_SEC` is.
+//!   over `RECOVERY_CONFIRM_SEC` is;
+//! - clients that give up while nginx waits on a slow upstream (499) are
+//!   client aborts, not failures: 5 % of them open nothing.
 //!
 //! Slow (each takes several seconds of real traffic), so in a target of its
 //! own.
 
 mod common;
 
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -228,4 +231,101 @@ fn fail_timeout_silence_is_not_a_recovery() {
     }));
     assert_eq!(hook.violations(), Vec::<String>::new());
     drop(s.green);
+}
+
+/// A client that gives up after `patience`: sends the request and closes
+/// the connection before the answer comes.
+fn impatient_request(addr: &str, patience: Duration) {
+    let mut stream = common::connect(addr, Duration::from_secs(10)).expect("connect to nginx");
+    stream
+        .write_all(format!("GET /version HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    stream.set_read_timeout(Some(patience)).unwrap();
+    let mut byte = [0u8; 1];
+    // The upstream takes a second: nothing can come within `patience`.
+    let got = stream.read(&mut byte);
+    assert!(got.is_err(), "an answer came before the client gave up");
+}
+
+#[test]
+fn five_percent_client_aborts_open_nothing() {
+    let hook = Webhook::start();
+    // Blue answers after 1 s in `timeout` chaos: inside nginx's 2 s read
+    // timeout, so every request blue gets is answered unless its client
+    // leaves first.
+    let s = stack(&hook, &[("CHAOS_TIMEOUT_SEC", "1")], &[]);
+    s.blue.chaos(Some("timeout"));
+    let addr = s.nginx.addr();
+    // 20 clients, 5 requests each; every 20th request's client gives up
+    // after 200 ms: 5 % of 100.
+    let clients: Vec<_> = (0..20)
+        .map(|c| {
+            let addr = addr.clone();
+            thread::spawn(move || {
+                for i in 0..5 {
+                    if (c * 5 + i) % 20 == 0 {
+                        impatient_request(&addr, Duration::from_millis(200));
+                    } else {
+                        let (status, headers, _) =
+                            common::http_request("GET", &addr, "/version", b"");
+                        assert_eq!(status, 200);
+                        assert_eq!(header(&headers, "x-app-pool"), Some("blue"));
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    // nginx logs each abort as soon as it sees the client go.
+    let counted = wait_until(PATIENCE, || {
+        s.pw.metrics().sum("poolwatch_requests_total", &[]) >= 100.0
+    });
+    assert!(counted, "{}", s.pw.metrics_text());
+    let m = s.pw.metrics();
+    let blue = |outcome: &str| {
+        m.get(&format!(
+            "poolwatch_upstream_attempts_total{{pool=\"blue\",outcome=\"{outcome}\"}}"
+        ))
+    };
+    assert_eq!(blue("client_abort"), 5.0, "{}", s.pw.metrics_text());
+    assert_eq!(blue("success"), 95.0);
+    for failure in ["error_5xx", "bad_gateway", "timeout", "no_response"] {
+        assert_eq!(blue(failure), 0.0, "{failure}");
+    }
+    assert_eq!(
+        m.get("poolwatch_requests_total{pool=\"none\",status_class=\"4xx\"}"),
+        5.0
+    );
+    assert_eq!(
+        m.get("poolwatch_window_error_ratio{pool=\"blue\",window=\"count\",kind=\"upstream\"}"),
+        0.0
+    );
+
+    // A planned switch after them is the first thing told: the rules judge
+    // lines in order, so anything the aborts opened would have come first.
+    s.blue.chaos(None);
+    let mut nginx = s.nginx;
+    nginx.switch("green");
+    for _ in 0..30 {
+        let (status, headers, _) = nginx.get("/version");
+        assert_eq!(
+            (status, header(&headers, "x-app-pool")),
+            (200, Some("green"))
+        );
+    }
+    let switch = wait_for_title(&hook, "Pool switch: blue → green (planned)");
+    let recent = |pw: &Poolwatch| pw.state()["alerting"]["recent"].as_array().unwrap().clone();
+    assert!(wait_until(PATIENCE, || !recent(&s.pw).is_empty()));
+    let recent = recent(&s.pw);
+    assert_eq!(recent.len(), 1, "{recent:?}");
+    assert_eq!(recent[0]["kind"], "pool_switch");
+    assert_eq!(hook.received().len(), 1, "{:?}", title(&switch));
+    assert_eq!(
+        s.pw.metrics().sum("poolwatch_incident_open", &[]),
+        0.0,
+        "{}",
+        s.pw.metrics_text()
+    );
 }

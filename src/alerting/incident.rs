@@ -64,7 +64,8 @@ impl Incident {
     }
 }
 
-/// Attempts a pool answered and failed between two looks.
+/// Attempts a pool answered and failed between two looks. Client aborts
+/// are neither.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Seen {
     pub answered: u64,

@@ -85,7 +85,8 @@ impl Snapshot {
         self.attempts[pool][Outcome::Success.index()]
     }
 
-    /// Attempts on `pool`, answered or failed.
+    /// Attempts that reached a verdict on `pool`: answered or failed.
+    /// Client aborts are no verdict.
     pub fn tried(&self, pool: PoolId) -> u64 {
         self.answered(pool) + self.failures(pool)
     }

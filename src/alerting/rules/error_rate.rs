@@ -1,8 +1,8 @@
 //! High error rate: more than `ERROR_RATE_THRESHOLD` percent of a pool's
 //! last `WINDOW_SIZE` upstream attempts failed, once the window holds
 //! `ERROR_RATE_MIN_REQUESTS`. Failures count against the pool that failed,
-//! retried or not. It is critical when clients got 5xx, a warning when
-//! retries masked every failure.
+//! retried or not; client aborts count for nothing. It is critical when
+//! clients got 5xx, a warning when retries masked every failure.
 //!
 //! It resolves on evidence: the rate stays at or under half the threshold
 //! while the pool answers at least `RECOVERY_MIN_REQUESTS` attempts over at

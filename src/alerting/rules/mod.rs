@@ -159,6 +159,7 @@ mod tests {
     use crate::pipeline::{Pipeline, PipelineConfig};
     use crate::pools::PoolSet;
     use crate::record::{Decoder, INPUT_PADDING};
+    use crate::upstream::Outcome;
 
     const BLUE: &str = "10.0.0.2:3000";
     const GREEN: &str = "10.0.0.3:3000";
@@ -411,6 +412,29 @@ mod tests {
         w.req(10, 200, "200", GREEN, "green");
         let s = w.tick(0.1);
         assert_eq!(kinds(&s), [(Kind::PoolSwitch, Phase::Resolve)]);
+    }
+
+    #[test]
+    fn client_aborts_are_no_failures() {
+        let mut w = World::new();
+        // 5 % of requests: the client closed while nginx waited on blue.
+        for _ in 0..5 {
+            w.req(19, 200, "200", BLUE, "blue");
+            w.req(1, 499, "-", BLUE, "");
+        }
+        assert!(w.tick(0.1).is_empty());
+        let snap = Snapshot::take(&w.p, w.now as u64);
+        assert_eq!(snap.failures(0), 0);
+        assert_eq!(snap.attempts[0][Outcome::ClientAbort.index()], 5);
+        assert_eq!(snap.count[0].failures, 0);
+        // During a failover they neither break nor make recovery evidence.
+        let mut w = failed_over();
+        w.req(20, 200, "200", BLUE, "blue");
+        w.tick(0.1);
+        w.req(3, 499, "-", BLUE, "");
+        assert!(w.tick(2.0).is_empty());
+        w.req(1, 200, "200", BLUE, "blue");
+        assert_eq!(kinds(&w.tick(1.0)), [(Kind::Recovery, Phase::Resolve)]);
     }
 
     #[test]
