@@ -70,6 +70,8 @@ struct Handles {
     retried: Vec<Vec<Option<Counter>>>,
     /// `[pool][window][kind]`.
     error_ratio: Vec<[[Gauge; 2]; 2]>,
+    /// Per configured pool.
+    idle: Vec<Gauge>,
     serving: Vec<Option<Gauge>>,
 }
 
@@ -110,14 +112,15 @@ impl Exporter {
     /// stats per pool for the parts rendered here.
     fn publish(&self, shared: &Shared) -> (Vec<WindowStats>, Vec<Histogram>) {
         let now = shared.now_secs();
-        let (totals, stats, serving) = {
+        let (totals, stats, serving, idle) = {
             let p = shared.pipeline();
             let stats: Vec<_> = p
                 .windows
                 .iter()
                 .map(|w| (w.count.stats(), w.time.stats(now)))
                 .collect();
-            (p.totals.clone(), stats, p.serving_pool())
+            let idle: Vec<bool> = (0..p.pools.known()).map(|id| p.is_idle(id, now)).collect();
+            (p.totals.clone(), stats, p.serving_pool(), idle)
         };
         let totals: Totals = totals;
         let h = &self.h;
@@ -155,10 +158,26 @@ impl Exporter {
         }
         for (pool, (count, time)) in stats.iter().enumerate() {
             let g = &h.error_ratio[pool];
+            let idle = idle.get(pool).copied().unwrap_or(false);
             for (w, s) in [count, time].iter().enumerate() {
-                g[w][0].set(s.upstream_error_ratio.unwrap_or(0.0));
-                g[w][1].set(s.client_error_ratio.unwrap_or(0.0));
+                // An idle pool has no current ratio: NaN, which no
+                // comparison in an alert rule matches and graphs leave
+                // blank, instead of its last attempts' ratio or a 0 that
+                // reads as healthy.
+                let (upstream, client) = if idle {
+                    (f64::NAN, f64::NAN)
+                } else {
+                    (
+                        s.upstream_error_ratio.unwrap_or(0.0),
+                        s.client_error_ratio.unwrap_or(0.0),
+                    )
+                };
+                g[w][0].set(upstream);
+                g[w][1].set(client);
             }
+        }
+        for (g, idle) in h.idle.iter().zip(&idle) {
+            g.set(if *idle { 1.0 } else { 0.0 });
         }
         for (pool, g) in h.serving.iter().enumerate() {
             if let Some(g) = g {
@@ -271,7 +290,11 @@ fn register(pools: &PoolSet) -> Handles {
     );
     describe_gauge!(
         "poolwatch_window_error_ratio",
-        "Error ratio in the count or time window: upstream failures per attempt, or client 5xx per request."
+        "Error ratio in the count or time window: upstream failures per attempt, or client 5xx per request. NaN while the pool is idle (poolwatch_pool_idle)."
+    );
+    describe_gauge!(
+        "poolwatch_pool_idle",
+        "1 while a configured pool had no upstream attempt in the time window (WINDOW_SECONDS); its error ratios then read NaN."
     );
     describe_gauge!(
         "poolwatch_serving_pool",
@@ -350,6 +373,9 @@ fn register(pools: &PoolSet) -> Handles {
                     })
                 })
             })
+            .collect(),
+        idle: (0..pools.known())
+            .map(|p| gauge!("poolwatch_pool_idle", "pool" => label(p)))
             .collect(),
         serving: ids
             .map(|p| {
@@ -535,5 +561,43 @@ mod tests {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }
         assert!(!text.contains("pool=\"unknown\",status_class"));
+    }
+
+    #[test]
+    fn an_idle_pool_says_so_and_shows_no_ratio() {
+        let pools = PoolSet::new(&["blue".into(), "green".into()]);
+        let mut p = Pipeline::new(&PipelineConfig {
+            pools: pools.clone(),
+            configured_addrs: vec![("127.0.0.1:1".into(), 0)],
+            window_size: 10,
+            window_seconds: 10,
+            serving_window: 5,
+        });
+        // Blue failed, at window second 0; the exporter reads at second 0
+        // (the clock starts with `Shared`), so blue is not idle yet.
+        let line = br#"{"status":502,"request_time":0.02,"upstream_status":"502","upstream_addr":"127.0.0.1:1","pool":"blue"}"#;
+        let mut buf = line.to_vec();
+        buf.resize(line.len() + INPUT_PADDING, 0);
+        p.process(&mut Decoder::new(), &mut buf, line.len(), |_| 0)
+            .unwrap();
+        let shared = Shared::new(p, vec![], serde_json::json!({}));
+        let e = Exporter::new(&pools);
+        let m = |text: &str, series: &str| -> String {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+                .to_string()
+        };
+        let text = e.render(&shared);
+        assert_eq!(m(&text, "poolwatch_pool_idle{pool=\"blue\"}"), "0");
+        assert_eq!(m(&text, "poolwatch_pool_idle{pool=\"green\"}"), "1");
+        let blue_count =
+            "poolwatch_window_error_ratio{pool=\"blue\",window=\"count\",kind=\"upstream\"}";
+        assert_eq!(m(&text, blue_count), "1");
+        let green_count =
+            "poolwatch_window_error_ratio{pool=\"green\",window=\"count\",kind=\"upstream\"}";
+        assert_eq!(m(&text, green_count), "NaN");
+        // No idle gauge for the pools nobody configures.
+        assert!(!text.contains("poolwatch_pool_idle{pool=\"unknown\"}"));
     }
 }

@@ -214,6 +214,9 @@ pub struct Pipeline {
     pub totals: Totals,
     /// Last release id each pool answered with (`X-Release-Id`), capped.
     pub releases: Vec<String>,
+    /// Window second of each pool's latest attempt (client aborts aside),
+    /// `None` before its first.
+    pub last_attempt: Vec<Option<u64>>,
 }
 
 /// Longest release id kept; longer ones are cut (they come from requests).
@@ -231,6 +234,7 @@ impl Pipeline {
             serving: ServingRing::new(cfg.serving_window, n),
             totals: Totals::new(n),
             releases: (0..n).map(|_| String::with_capacity(MAX_RELEASE)).collect(),
+            last_attempt: vec![None; n],
         }
     }
 
@@ -390,6 +394,9 @@ impl Pipeline {
                 self.addrs.lookup(a.addr).unwrap_or(unknown)
             };
             t.attempts[pool][outcome.index()] += 1;
+            if outcome != Outcome::ClientAbort {
+                self.last_attempt[pool] = Some(now);
+            }
             // A client abort says nothing about the upstream: it is no
             // attempt in the windows, so no ratio counts it either way.
             let mut obs = Observation {
@@ -445,6 +452,13 @@ impl Pipeline {
     /// The pool serving most of the recent requests.
     pub fn serving_pool(&self) -> Option<PoolId> {
         self.serving.serving(|_| true)
+    }
+
+    /// Whether pool `id` is idle at window second `now`: its time window
+    /// (the last `WINDOW_SECONDS`) holds no attempt, so nothing recent can
+    /// be said about its health. A pool never tried is idle too.
+    pub fn is_idle(&self, id: PoolId, now: u64) -> bool {
+        self.windows[id].time.sums(now).attempts == 0
     }
 }
 
@@ -648,6 +662,18 @@ mod tests {
         let green = p.windows[1].count.sums();
         assert_eq!((green.attempts, green.failures), (1, 0));
         assert_eq!(t.requests[p.pools.none()][3], 2, "both 499s are 4xx");
+    }
+
+    #[test]
+    fn a_pool_without_attempts_in_its_time_window_is_idle() {
+        let mut p = pipeline();
+        assert!(p.is_idle(0, 10), "never tried");
+        feed(&mut p, &line(200, "200", BLUE, "blue")).unwrap();
+        assert!(!p.is_idle(0, 10));
+        assert_eq!(p.last_attempt[0], Some(10));
+        assert!(!p.is_idle(0, 69));
+        assert!(p.is_idle(0, 70), "WINDOW_SECONDS (60) without an attempt");
+        assert!(p.is_idle(1, 10));
     }
 
     #[test]

@@ -78,10 +78,23 @@ impl Shared {
             .pools
             .labels()
             .enumerate()
-            .map(|(id, label)| PoolState {
-                pool: label.to_string(),
-                count_window: p.windows[id].count.stats(),
-                time_window: p.windows[id].time.stats(now),
+            .map(|(id, label)| {
+                let mut count_window = p.windows[id].count.stats();
+                let known = id < p.pools.known();
+                let idle = known && p.is_idle(id, now);
+                if idle {
+                    // The count window still holds the last attempts, but
+                    // their ratio is history, not how the pool is doing.
+                    count_window.upstream_error_ratio = None;
+                    count_window.client_error_ratio = None;
+                }
+                PoolState {
+                    pool: label.to_string(),
+                    idle: known.then_some(idle),
+                    last_attempt_seconds_ago: p.last_attempt[id].map(|at| now.saturating_sub(at)),
+                    count_window,
+                    time_window: p.windows[id].time.stats(now),
+                }
             })
             .collect();
         let addresses = p
@@ -142,6 +155,14 @@ pub struct StateDoc {
 #[derive(Debug, Serialize)]
 pub struct PoolState {
     pub pool: String,
+    /// For the configured pools: no attempt in the time window
+    /// (`WINDOW_SECONDS`). An idle pool's count-window ratios are `null`:
+    /// the window holds only old attempts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle: Option<bool>,
+    /// Seconds since the pool's latest attempt (client aborts aside);
+    /// `null` if it was never tried.
+    pub last_attempt_seconds_ago: Option<u64>,
     pub count_window: WindowStats,
     pub time_window: WindowStats,
 }

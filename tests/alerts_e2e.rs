@@ -530,3 +530,143 @@ fn alert_test_command_reports_delivery() {
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(line["kind"], "test");
 }
+
+/// The titles `poolwatch replay` gives for `log`, with `settings`.
+fn replay_titles(log: &[Vec<u8>], settings: &[(&str, &str)]) -> Vec<String> {
+    let path = common::unique_temp_path("poolwatch-replay");
+    let mut f = std::fs::File::create(&path).unwrap();
+    for l in log {
+        f.write_all(l).unwrap();
+        f.write_all(b"\n").unwrap();
+    }
+    drop(f);
+    let out = Command::new(poolwatch_bin())
+        .args(["replay", "--json", path.to_str().unwrap()])
+        .env_clear()
+        .envs(settings.iter().copied())
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    summary["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["title"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Client aborts, an error rate on a pool that traffic then leaves, and
+/// the incidents that closes, live and replayed.
+#[test]
+fn aborts_and_an_idle_pool_live_and_replayed_agree() {
+    let hook = Webhook::start();
+    let url = hook.url();
+    let settings = [
+        ("POOL_ADDRS", "blue=127.0.0.1:3001,green=127.0.0.1:3002"),
+        ("RECOVERY_CONFIRM_SEC", "1"),
+        ("RECOVERY_MIN_REQUESTS", "10"),
+        ("WINDOW_SIZE", "60"),
+        ("WINDOW_SECONDS", "2"),
+        ("ERROR_RATE_MIN_REQUESTS", "20"),
+    ];
+    let mut env = vec![("SLACK_WEBHOOK_URL", url.as_str())];
+    env.extend_from_slice(&settings);
+    let pw = Poolwatch::start_with_env(&[], &env);
+    let mut log: Vec<Vec<u8>> = Vec::new();
+    let mut send = |batch: Vec<Vec<u8>>| {
+        pw.send(&batch);
+        log.extend(batch);
+    };
+
+    // 50 answers and 3 clients that left while nginx waited on blue:
+    // 5.7 % of blue's attempts if aborts were failures, and nothing here.
+    send(many(50, ok("blue")));
+    send(many(3, line(499, "-", BLUE, "")));
+    pw.wait_judged();
+    assert!(hook.received().is_empty(), "{:?}", texts(&hook));
+    // Then 3 failures users saw: blue's error rate, users seeing errors.
+    send(many(3, line(503, "503", BLUE, "blue")));
+    let failed = unix_second();
+    let titles = |hook: &Webhook| -> Vec<String> {
+        texts(hook)
+            .iter()
+            .map(|t| t.lines().next().unwrap_or("").to_string())
+            .collect()
+    };
+    let has = |hook: &Webhook, needle: &str| titles(hook).iter().any(|t| t.contains(needle));
+    assert!(wait_until(PATIENCE, || has(
+        &hook,
+        "High error rate on blue"
+    ) && has(
+        &hook,
+        "Users are seeing errors"
+    )));
+    let m = pw.metrics();
+    assert_eq!(
+        m.get("poolwatch_upstream_attempts_total{pool=\"blue\",outcome=\"client_abort\"}"),
+        3.0
+    );
+    assert_eq!(
+        m.get("poolwatch_upstream_attempts_total{pool=\"blue\",outcome=\"no_response\"}"),
+        0.0
+    );
+
+    // Traffic moves to green more than RECOVERY_CONFIRM_SEC after blue's
+    // last failure: a planned switch. Blue gets nothing from then on, so its incident closes for
+    // want of traffic, not as resolved.
+    assert!(wait_until(PATIENCE, || unix_second() >= failed + 3));
+    let moved = unix_second();
+    assert!(wait_until(PATIENCE, || {
+        send(many(5, ok("green")));
+        has(&hook, "Closed: no traffic to blue since")
+            && has(&hook, "Resolved: users no longer see errors")
+            // The replay's clock is the lines' own seconds: give it the
+            // same idle time.
+            && unix_second() >= moved + 3
+    }));
+    let live = titles(&hook);
+    assert!(
+        live.iter()
+            .any(|t| t.contains("Pool switch: blue → green (planned)")),
+        "{live:?}"
+    );
+    assert!(
+        live.iter()
+            .all(|t| !t.contains("Failover") && !t.contains("Resolved: error rate on blue")),
+        "{live:?}"
+    );
+    assert_eq!(live.len(), 5, "{live:?}");
+    no_violations(&hook);
+
+    // The same lines replayed give the same notifications. Figures and
+    // times in titles depend on where a look falls (every 100 ms live,
+    // every log second in a replay): compare what comes before them.
+    let shape = |t: &str| -> String {
+        t.split(|c: char| c.is_ascii_digit())
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut replayed: Vec<String> = replay_titles(&log, &settings)
+        .iter()
+        .map(|t| shape(t))
+        .collect();
+    // Slack's text starts with the severity's emoji.
+    let mut live: Vec<String> = live
+        .iter()
+        .map(|t| shape(t.split_once(' ').map_or(t.as_str(), |(_, title)| title)))
+        .collect();
+    replayed.sort();
+    live.sort();
+    assert_eq!(replayed.len(), live.len(), "{replayed:?} vs {live:?}");
+    for (r, l) in replayed.iter().zip(&live) {
+        assert_eq!(r, l);
+    }
+}

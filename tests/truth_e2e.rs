@@ -6,7 +6,9 @@
 //!   silence is no recovery, only the primary answering enough requests
 //!   over `RECOVERY_CONFIRM_SEC` is;
 //! - clients that give up while nginx waits on a slow upstream (499) are
-//!   client aborts, not failures: 5 % of them open nothing.
+//!   client aborts, not failures: 5 % of them open nothing;
+//! - a pool that traffic no longer reaches is idle: its error-rate incident
+//!   closes with a notice that says so.
 //!
 //! Slow (each takes several seconds of real traffic), so in a target of its
 //! own.
@@ -328,4 +330,73 @@ fn five_percent_client_aborts_open_nothing() {
         "{}",
         s.pw.metrics_text()
     );
+}
+
+#[test]
+fn an_idle_pools_incident_closes_with_no_traffic() {
+    let hook = Webhook::start();
+    let s = stack(
+        &hook,
+        &[],
+        &[
+            ("WINDOW_SECONDS", "3"),
+            ("WINDOW_SIZE", "50"),
+            ("ERROR_RATE_THRESHOLD", "0.5"),
+            ("ERROR_RATE_MIN_REQUESTS", "20"),
+        ],
+    );
+    let traffic = Traffic::start(s.nginx.addr());
+    traffic.wait_for_answers("blue", 60);
+
+    // One failure in blue's last 50 attempts: 2 %, over 0.5 %.
+    s.blue.chaos(Some("error"));
+    let opened = wait_for_title(&hook, "High error rate on blue");
+    // The operator moves traffic to green for good; blue gets none.
+    s.blue.chaos(None);
+    let mut nginx = s.nginx;
+    nginx.switch("green");
+
+    let closed = wait_for_title(&hook, "Closed: no traffic to blue since ");
+    assert!(closed.at > opened.at);
+    let text = said(&closed);
+    let blue = s.pw.pool_state("blue");
+    let window = &blue["count_window"];
+    let (failures, attempts) = (
+        window["failures"].as_u64().unwrap(),
+        window["attempts"].as_u64().unwrap(),
+    );
+    assert!(failures >= 1, "{blue}");
+    let last = format!(
+        "last error rate {:.1} %",
+        failures as f64 * 100.0 / attempts as f64
+    );
+    assert!(text.contains(&last), "{last} not in {text}");
+    assert!(text.contains("without calling blue healthy"), "{text}");
+    // Nothing called it resolved.
+    assert!(
+        hook.received()
+            .iter()
+            .all(|r| !title(r).contains("Resolved: error rate on blue")),
+        "{:?}",
+        hook.received().iter().map(title).collect::<Vec<_>>()
+    );
+    // /state and the metrics say blue is idle instead of showing its old
+    // ratio.
+    assert_eq!(blue["idle"], true, "{blue}");
+    assert_eq!(window["upstream_error_ratio"], serde_json::Value::Null);
+    assert_eq!(s.pw.pool_state("green")["idle"], false);
+    let m = s.pw.metrics();
+    assert_eq!(m.get("poolwatch_pool_idle{pool=\"blue\"}"), 1.0);
+    assert_eq!(m.get("poolwatch_pool_idle{pool=\"green\"}"), 0.0);
+    let ratio =
+        m.0.get("poolwatch_window_error_ratio{pool=\"blue\",window=\"count\",kind=\"upstream\"}")
+            .copied()
+            .expect("blue's ratio is exported");
+    assert!(ratio.is_nan(), "{ratio}");
+    assert_eq!(
+        m.get("poolwatch_incident_open{kind=\"error_rate\",pool=\"blue\"}"),
+        0.0
+    );
+    drop(traffic);
+    drop(s.green);
 }

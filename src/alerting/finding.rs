@@ -227,6 +227,15 @@ pub(crate) enum Facts {
         failed: u64,
         over_secs: f64,
     },
+    /// `pool` got no attempt since `since` (Unix seconds), a whole time
+    /// window (`window_seconds`): its error-rate incident closes for want
+    /// of evidence, with `last`, the rate its last attempts showed.
+    NoTraffic {
+        pool: Pool,
+        since: f64,
+        window_seconds: u32,
+        last: Ratio,
+    },
     /// `window`: client 5xx among all pools' responses over the time window.
     UsersSeeingErrors {
         window: Ratio,
@@ -286,7 +295,9 @@ impl Finding {
             Facts::Failover { .. } => Kind::Failover,
             Facts::Recovered { .. } => Kind::Recovery,
             Facts::Switch { .. } => Kind::PoolSwitch,
-            Facts::ErrorRate { .. } | Facts::ErrorRateResolved { .. } => Kind::ErrorRate,
+            Facts::ErrorRate { .. } | Facts::ErrorRateResolved { .. } | Facts::NoTraffic { .. } => {
+                Kind::ErrorRate
+            }
             Facts::UsersSeeingErrors { .. } | Facts::UsersNoLongerSeeingErrors { .. } => {
                 Kind::UsersSeeingErrors
             }
@@ -301,7 +312,8 @@ impl Finding {
             Facts::Failover { from, .. } => Some(from),
             Facts::Recovered { pool, .. }
             | Facts::ErrorRate { pool, .. }
-            | Facts::ErrorRateResolved { pool, .. } => Some(pool),
+            | Facts::ErrorRateResolved { pool, .. }
+            | Facts::NoTraffic { pool, .. } => Some(pool),
             Facts::Switch { to, .. } => Some(to),
             Facts::UsersSeeingErrors { .. }
             | Facts::UsersNoLongerSeeingErrors { .. }

@@ -18,6 +18,8 @@ pub struct Snapshot {
     pub serving: Option<PoolId>,
     /// Count window of each pool.
     pub count: Vec<Sums>,
+    /// Time window of each pool: what it did in the last `WINDOW_SECONDS`.
+    pub time: Vec<Sums>,
     /// All pools' time windows together: what users saw lately.
     pub time_site: Sums,
     pub attempts: Vec<[u64; Outcome::ALL.len()]>,
@@ -31,9 +33,9 @@ pub struct Snapshot {
 impl Snapshot {
     /// Copy what the rules need; `now` is the window clock.
     pub fn take(p: &Pipeline, now: u64) -> Snapshot {
+        let time: Vec<Sums> = p.windows.iter().map(|w| w.time.sums(now)).collect();
         let mut time_site = Sums::default();
-        for w in &p.windows {
-            let s = w.time.sums(now);
+        for s in &time {
             time_site.attempts += s.attempts;
             time_site.failures += s.failures;
             time_site.requests += s.requests;
@@ -44,6 +46,7 @@ impl Snapshot {
             known: p.pools.known(),
             serving: p.serving_pool(),
             count: p.windows.iter().map(|w| w.count.sums()).collect(),
+            time,
             time_site,
             attempts: p.totals.attempts.clone(),
             requests: p.totals.requests.clone(),
@@ -62,6 +65,7 @@ impl Snapshot {
             known: s.known,
             serving: None,
             count: vec![Sums::default(); n],
+            time: vec![Sums::default(); n],
             time_site: Sums::default(),
             attempts: vec![[0; Outcome::ALL.len()]; n],
             requests: vec![[0; 5]; n],
@@ -89,6 +93,12 @@ impl Snapshot {
     /// Client aborts are no verdict.
     pub fn tried(&self, pool: PoolId) -> u64 {
         self.answered(pool) + self.failures(pool)
+    }
+
+    /// No attempt on `pool` in its time window: nothing recent is known
+    /// about its health (see `Pipeline::is_idle`).
+    pub fn is_idle(&self, pool: PoolId) -> bool {
+        self.time[pool].attempts == 0
     }
 
     pub fn client_5xx(&self) -> u64 {

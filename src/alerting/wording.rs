@@ -243,6 +243,38 @@ pub(crate) fn words(f: &Finding, runbook: Option<&str>) -> Notification {
                 ],
             )
         }
+        Facts::NoTraffic {
+            pool,
+            since,
+            window_seconds,
+            last,
+        } => {
+            let (label, rate) = (&pool.label, last.percent);
+            let since = timestamp(*since);
+            (
+                format!("Closed: no traffic to {label} since {since}"),
+                format!(
+                    "No traffic to {label} since {since}; last error rate {rate:.1} % ({} of its \
+                     last {} attempts failed). With nothing to judge for {window_seconds} s, the \
+                     error-rate incident closes without calling {label} healthy. If {label} \
+                     fails again once it gets traffic, a new incident opens. The incident \
+                     lasted {}.",
+                    last.bad,
+                    last.total,
+                    human_duration(f.at - f.started)
+                ),
+                vec![
+                    field("Pool", label),
+                    field("Last attempt", since),
+                    field("Last error rate", format!("{rate:.2} %")),
+                    field(
+                        "Failures / attempts",
+                        format!("{} / {}", last.bad, last.total),
+                    ),
+                    field("Started", timestamp(f.started)),
+                ],
+            )
+        }
         Facts::UsersSeeingErrors {
             window,
             window_seconds,
@@ -496,6 +528,34 @@ mod tests {
             n.summary
         );
         assert!(!n.summary.contains("no failures for"), "{}", n.summary);
+    }
+
+    #[test]
+    fn an_idle_pool_closes_with_no_traffic_and_its_last_rate() {
+        let f = finding(
+            Kind::ErrorRate,
+            Facts::NoTraffic {
+                pool: blue(),
+                since: 1_793_869_625.0,
+                window_seconds: 60,
+                last: crate::alerting::finding::Ratio::new(16, 200),
+            },
+        );
+        let n = words(&f, None);
+        assert_eq!(n.kind, Kind::ErrorRate);
+        assert!(n.resolved);
+        assert_eq!(
+            n.title,
+            "Closed: no traffic to blue since 2026-11-05T09:07:05Z"
+        );
+        assert!(
+            n.summary.starts_with(
+                "No traffic to blue since 2026-11-05T09:07:05Z; last error rate 8.0 %"
+            ),
+            "{}",
+            n.summary
+        );
+        assert!(n.summary.contains("without calling blue healthy"));
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! High error rate: more than `ERROR_RATE_THRESHOLD` percent of a pool's
 //! last `WINDOW_SIZE` upstream attempts failed, once the window holds
 //! `ERROR_RATE_MIN_REQUESTS`. Failures count against the pool that failed,
-//! retried or not; client aborts count for nothing. It is critical when
-//! clients got 5xx, a warning when retries masked every failure.
+//! retried or not; client aborts count for nothing. It opens on a failure
+//! that leaves the window over the line, and is critical when clients got
+//! 5xx, a warning when retries masked every failure.
 //!
 //! It resolves on evidence: the rate stays at or under half the threshold
 //! while the pool answers at least `RECOVERY_MIN_REQUESTS` attempts over at
-//! least `RECOVERY_CONFIRM_SEC`.
+//! least `RECOVERY_CONFIRM_SEC`. A pool that gets no attempt for
+//! `WINDOW_SECONDS` is idle: its window is history, not health, so the
+//! incident closes with a notice that says so, not as resolved.
 
 use super::{RESOLVE_FRACTION, Rules, closing, pool, seen};
 use crate::alerting::finding::{Facts, Finding, IncidentKey, Kind, Phase, Ratio, Severity};
@@ -31,9 +34,25 @@ impl Rules {
         let w = snap.count[id];
         let window = Ratio::new(w.failures, w.attempts);
         let threshold = self.cfg.error_rate_threshold;
-        let firing = w.attempts >= self.cfg.error_rate_min_requests && window.percent > threshold;
+        if snap.is_idle(id) {
+            // The window still holds the last attempts, but they are old
+            // news: neither a reason to open nor to call it resolved.
+            if let Some(inc) = incidents.close(key) {
+                let facts = Facts::NoTraffic {
+                    pool: pool(snap, id),
+                    since: self.last_attempt[id],
+                    window_seconds: self.cfg.window_seconds,
+                    last: window,
+                };
+                out.push(closing(key, &inc, Severity::Info, now, facts));
+            }
+            return;
+        }
+        let over = w.attempts >= self.cfg.error_rate_min_requests && window.percent > threshold;
         let fresh = snap.failures(id) > prev.failures(id);
-        if firing {
+        // Opening takes a new failure: a window that is over the line only
+        // because it still holds old ones (after an idle close) is not news.
+        if over && (fresh || incidents.is_open(key)) {
             let phase = incidents.open_or_touch(key, prev, now);
             if phase == Phase::Repeat && !fresh {
                 return;

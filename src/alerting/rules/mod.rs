@@ -438,6 +438,53 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_pools_error_rate_closes_for_want_of_traffic() {
+        let mut w = World::new();
+        w.req(45, 200, "200", BLUE, "blue");
+        w.req(5, 200, "500, 200", &format!("{BLUE}, {GREEN}"), "green");
+        let opened = w.now + 0.1;
+        assert!(kinds(&w.tick(0.1)).contains(&(Kind::ErrorRate, Phase::Open)));
+        let rate = |s: &[Signal]| -> Vec<Phase> {
+            s.iter()
+                .filter(|s| s.key.kind == Kind::ErrorRate && s.key.pool == Some(0))
+                .map(|s| s.phase)
+                .collect()
+        };
+        // Traffic goes to green alone: blue's window is frozen at 10 %.
+        for _ in 0..59 {
+            w.req(5, 200, "200", GREEN, "green");
+            assert!(rate(&w.tick(1.0)).is_empty());
+        }
+        w.req(5, 200, "200", GREEN, "green");
+        let s = w.tick(1.0);
+        assert_eq!(rate(&s), [Phase::Resolve]);
+        let closed = s.iter().find(|s| s.key.pool == Some(0)).unwrap();
+        assert_eq!(closed.finding.severity, Severity::Info);
+        let n = &closed.notification;
+        assert!(
+            n.title.starts_with("Closed: no traffic to blue since "),
+            "{}",
+            n.title
+        );
+        assert!(
+            n.summary.contains("last error rate 10.0 %"),
+            "{}",
+            n.summary
+        );
+        let Facts::NoTraffic { since, .. } = closed.finding.facts else {
+            panic!()
+        };
+        assert_eq!(since, opened, "blue's last attempt");
+        // Its frozen window opens nothing new, idle or not.
+        assert!(rate(&w.tick(5.0)).is_empty());
+        w.req(10, 200, "200", BLUE, "blue");
+        assert!(rate(&w.tick(1.0)).is_empty());
+        // A new failure while still over the line is news again.
+        w.req(1, 503, "503", BLUE, "blue");
+        assert_eq!(rate(&w.tick(1.0)), [Phase::Open]);
+    }
+
+    #[test]
     fn error_rate_resolves_only_on_answers() {
         let mut w = World::new();
         w.req(45, 200, "200", BLUE, "blue");
