@@ -23,10 +23,9 @@ use std::time::{Duration, Instant};
 
 use common::poolwatch::Poolwatch;
 use common::webhook::{Received, Webhook};
-use common::{DemoApp, Nginx, NginxOpts, SyslogTarget, header, try_http_request, wait_until};
-
-/// How long a test waits for what must happen; it only bounds a failure.
-const PATIENCE: Duration = Duration::from_secs(60);
+use common::{
+    DemoApp, Nginx, NginxOpts, PATIENCE, SyslogTarget, header, try_http_request, wait_until,
+};
 
 /// One response a client got through nginx.
 #[derive(Debug, Clone)]
@@ -184,10 +183,10 @@ fn fail_timeout_silence_is_not_a_recovery() {
     traffic.wait_for_answers("blue", 20);
 
     // Blue fails: nginx retries on green and skips blue for fail_timeout.
+    let failing = Instant::now();
     s.blue.chaos(Some("error"));
     let failover = wait_for_title(&hook, "Failover: blue → green");
     s.blue.chaos(None);
-    let healthy = Instant::now();
 
     let recovered = wait_for_title(&hook, "Recovered: blue is serving again");
     assert!(recovered.at > failover.at);
@@ -196,14 +195,21 @@ fn fail_timeout_silence_is_not_a_recovery() {
         traffic.responses().iter().any(|r| r.sent > recovered.at)
     }));
     let seen = traffic.responses();
-    // Blue's first answer once healthy came after nginx's fail_timeout.
+    // The first request green answered is the one blue failed: the client
+    // sends one request at a time, so every answer blue gave after its
+    // failure was to a request sent later.
+    let rescued = seen
+        .iter()
+        .find(|r| r.sent >= failing && r.pool == "green")
+        .expect("green answered the request blue failed")
+        .sent;
     let first = seen
         .iter()
-        .find(|r| r.sent >= healthy && r.pool == "blue")
+        .find(|r| r.sent > rescued && r.pool == "blue")
         .expect("blue answered again")
         .sent;
     // The recovery came at least RECOVERY_CONFIRM_SEC after blue's first
-    // answer, which nginx logged after it was sent.
+    // answer since its failure, which nginx logged after it was sent.
     let after = recovered.at - first;
     assert!(
         after >= Duration::from_secs(2),
@@ -217,7 +223,7 @@ fn fail_timeout_silence_is_not_a_recovery() {
     // Every answer it counts was sent before it was told.
     let sent_before = seen
         .iter()
-        .filter(|r| r.sent >= healthy && r.sent < recovered.at && r.pool == "blue")
+        .filter(|r| r.sent > rescued && r.sent < recovered.at && r.pool == "blue")
         .count() as u64;
     assert!(sent_before >= answered, "{sent_before} < {answered}");
     assert!(
