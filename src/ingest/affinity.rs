@@ -9,38 +9,35 @@
 //! affinity to the CPUs it was allowed minus that one, which moves it at
 //! once. Only the worker is restricted, and only by one CPU; the receive
 //! thread stays wherever the scheduler puts it.
+//!
+//! The calls are rustix's safe wrappers; none of this is on the receive
+//! call's path.
+
+use rustix::thread::{self as rt, CpuSet as RawSet};
 
 /// The CPU the calling thread is running on.
 pub fn current_cpu() -> Option<usize> {
-    // SAFETY: no arguments; -1 on failure.
-    let cpu = unsafe { libc::sched_getcpu() };
-    usize::try_from(cpu).ok()
+    Some(rt::sched_getcpu())
 }
 
 /// The CPUs a thread may run on, as it was started.
 pub struct CpuSet {
-    mask: libc::cpu_set_t,
+    set: RawSet,
 }
 
 impl CpuSet {
     /// The calling thread's affinity.
     pub fn of_current_thread() -> Option<CpuSet> {
-        // SAFETY: an all-zero cpu_set_t is the empty set; the call fills it.
-        let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: the size matches the set passed.
-        let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut mask) };
-        (rc == 0).then_some(CpuSet { mask })
+        rt::sched_getaffinity(None).ok().map(|set| CpuSet { set })
     }
 
     /// How many CPUs the set holds.
     pub fn count(&self) -> usize {
-        // SAFETY: reads the set only.
-        unsafe { libc::CPU_COUNT(&self.mask) as usize }
+        self.set.count() as usize
     }
 
     fn contains(&self, cpu: usize) -> bool {
-        // SAFETY: CPU_ISSET bounds-checks `cpu` against the set's size.
-        cpu < libc::CPU_SETSIZE as usize && unsafe { libc::CPU_ISSET(cpu, &self.mask) }
+        cpu < RawSet::MAX_CPU && self.set.is_set(cpu)
     }
 
     /// Restrict the calling thread to this set minus `cpu`. Does nothing,
@@ -49,11 +46,9 @@ impl CpuSet {
         if !self.contains(cpu) || self.count() < 2 {
             return false;
         }
-        let mut mask = self.mask;
-        // SAFETY: `cpu` is in range, checked by `contains`.
-        unsafe { libc::CPU_CLR(cpu, &mut mask) };
-        // SAFETY: the size matches the set passed.
-        unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &mask) == 0 }
+        let mut set = self.set;
+        set.unset(cpu);
+        rt::sched_setaffinity(None, &set).is_ok()
     }
 }
 
