@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use lines::{FAILOVER_AT, Generator, Scenario};
-use send::{Messages, Sender, Stop, Traffic};
+use send::{MAX_BURST, Messages, Sender, Shape, Stop, Traffic};
 
 /// Datagrams sent when neither `--count` nor `--duration` is given.
 pub const DEFAULT_COUNT: u64 = 100_000;
@@ -40,6 +40,17 @@ pub struct LoadgenArgs {
     /// them.
     #[arg(long, value_name = "N")]
     pub rate: Option<u64>,
+
+    /// Send N datagrams per `sendmmsg` call, every N / rate seconds at a
+    /// --rate (back to back without one), as a relay flushing a buffer or
+    /// a load tool does. Without it, datagrams are spread evenly: each send
+    /// carries only those due by then.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..=MAX_BURST as u64)
+    )]
+    pub burst: Option<u64>,
 
     /// Datagrams to send [default: 100000, unless --duration is given].
     #[arg(
@@ -88,6 +99,7 @@ impl Default for LoadgenArgs {
         LoadgenArgs {
             target: "127.0.0.1:5514".to_string(),
             rate: None,
+            burst: None,
             count: None,
             duration: None,
             scenario: Scenario::Steady,
@@ -125,6 +137,10 @@ pub struct Report {
     pub rate: f64,
     /// `--rate`, if one was set.
     pub requested_rate: Option<u64>,
+    /// `--burst`, if one was set.
+    pub burst: Option<u64>,
+    /// Batches handed to `sendmmsg`.
+    pub sends: u64,
     /// Sends refused because nothing was listening at the target for an
     /// earlier datagram; those datagrams were lost.
     pub refused: u64,
@@ -136,7 +152,7 @@ impl Report {
         let mib = |b: f64| b / (1024.0 * 1024.0);
         let mut s = format!(
             "sent {} datagrams ({:.1} MiB) to {} in {:.3} s: {:.0} datagrams/s, {:.1} MiB/s \
-             (scenario {}{}, {} distinct, seed {}, rate {})",
+             (scenario {}{}, {} distinct, seed {}, rate {}, {})",
             self.sent,
             mib(self.bytes as f64),
             self.target,
@@ -149,6 +165,11 @@ impl Report {
             self.seed,
             self.requested_rate
                 .map_or_else(|| "unlimited".to_string(), |r| format!("{r}/s")),
+            match self.burst {
+                Some(n) => format!("bursts of {n}"),
+                None if self.requested_rate.is_some() => "smooth".to_string(),
+                None => format!("batches of {}", send::BATCH),
+            },
         );
         if self.refused > 0 {
             s.push_str(&format!("; {} sends refused", self.refused));
@@ -188,11 +209,26 @@ pub fn run(args: &LoadgenArgs) -> Result<Report, String> {
         (Some(n), None) => Stop::Count(n),
         (None, None) => Stop::Count(DEFAULT_COUNT),
     };
+    let shape = match args.burst {
+        Some(n) => Shape::Burst(n as usize),
+        None => Shape::Smooth,
+    };
+    if args.hostile
+        && let Some(n) = args.burst
+        && n > u64::from(args.distinct)
+    {
+        // Each datagram of a burst is stamped before the burst is sent, so
+        // a burst cannot hold a template twice.
+        return Err(format!(
+            "--burst {n} with --hostile needs at least as many --distinct lines (now {})",
+            args.distinct
+        ));
+    }
     let mut traffic = traffic(args);
     let mut sender = Sender::connect(target)
         .map_err(|e| format!("cannot send to LOADGEN_TARGET (--target) {target}: {e}"))?;
     let sent = sender
-        .run(&mut traffic, stop, rate)
+        .run(&mut traffic, stop, rate, shape)
         .map_err(|e| format!("sending to {target} failed: {e}"))?;
     let seconds = sent.elapsed.as_secs_f64();
     Ok(Report {
@@ -206,6 +242,8 @@ pub fn run(args: &LoadgenArgs) -> Result<Report, String> {
         seconds,
         rate: sent.datagrams as f64 / seconds.max(1e-9),
         requested_rate: rate,
+        burst: args.burst,
+        sends: sent.sends,
         refused: sent.refused,
     })
 }
@@ -283,6 +321,18 @@ mod tests {
         assert!(err.contains("steady") && err.contains("errors"), "{err}");
         let err = resolve("nowhere").unwrap_err();
         assert!(err.contains("LOADGEN_TARGET"), "{err}");
+        assert_eq!(parse(&["--burst", "64"]).unwrap().burst, Some(64));
+        for bad in ["0", "1025", "x"] {
+            assert!(parse(&["--burst", bad]).is_err(), "--burst {bad}");
+        }
+        let err = run(&LoadgenArgs {
+            burst: Some(20),
+            distinct: 10,
+            hostile: true,
+            ..LoadgenArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("--distinct"), "{err}");
     }
 
     /// Receive what a run sent and push it through the pipeline.
@@ -294,11 +344,13 @@ mod tests {
             target: rx.local_addr().unwrap().to_string(),
             ..args
         };
+        let expected = args.count.expect("a count to wait for");
         let sender = std::thread::spawn(move || run(&args));
         let mut p = Pipeline::new(&PipelineConfig::default());
         let mut d = Decoder::new();
         let mut buf = vec![0u8; 65536 + INPUT_PADDING];
-        while let Ok(n) = rx.recv(&mut buf[..65536]) {
+        while p.totals.datagrams < expected {
+            let n = rx.recv(&mut buf[..65536]).unwrap();
             p.process(&mut d, &mut buf, n, |_| 0).unwrap();
         }
         (sender.join().unwrap().unwrap(), p)
@@ -326,6 +378,29 @@ mod tests {
         assert_eq!(p.totals.requests[1].iter().sum::<u64>(), 1800);
         assert!(p.totals.requests[1][1] > 1500, "{:?}", p.totals.requests);
         assert!(report.line().contains("sent 2000 datagrams"));
+    }
+
+    #[test]
+    fn bursts_are_sent_whole_at_the_rate() {
+        let (report, p) = sink(LoadgenArgs {
+            count: Some(1000),
+            burst: Some(64),
+            rate: Some(20_000),
+            ..LoadgenArgs::default()
+        });
+        assert_eq!(report.sent, 1000);
+        assert_eq!(p.totals.datagrams, 1000);
+        // 15 bursts of 64 and the 40 left over.
+        assert_eq!(report.sends, 16);
+        assert!(report.line().contains("bursts of 64"), "{}", report.line());
+        // Without --burst the same rate goes out in many smaller sends.
+        let (smooth, _) = sink(LoadgenArgs {
+            count: Some(1000),
+            rate: Some(20_000),
+            ..LoadgenArgs::default()
+        });
+        assert!(smooth.sends > 16, "{} sends", smooth.sends);
+        assert!(smooth.line().contains("smooth"), "{}", smooth.line());
     }
 
     #[test]

@@ -1,11 +1,19 @@
-//! The send loop: batched `sendmmsg` from a connected UDP socket, paced
-//! against a monotonic schedule.
+//! The send loop: `sendmmsg` from a connected UDP socket, paced against a
+//! monotonic schedule.
 //!
 //! Everything sent is in memory before the clock starts, so the loop only
 //! points `iovec`s at ready bytes (and, for hostile traffic, stamps a
 //! counter into them). Pacing sleeps until the moment the schedule says the
-//! next batch is due, measured from the start rather than from the last
-//! batch, so an oversleep is caught up instead of accumulating.
+//! next datagram (or burst) is due, measured from the start rather than from
+//! the last send, so an oversleep is caught up instead of accumulating.
+//!
+//! At a rate, two shapes ([`Shape`]): smooth, where each send carries only
+//! the datagrams due by the time the sender woke (one or a few: the
+//! thread's timer slack is lowered for the run), which is what many nginx
+//! workers logging independently look like; and bursts, N datagrams in one
+//! `sendmmsg` every N / rate seconds, which is what a relay or a load tool
+//! flushing a buffer looks like, and what the receiver sees after any
+//! pause of the sender.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -17,6 +25,19 @@ use super::lines::Template;
 /// Datagrams per `sendmmsg` when sending flat out: the same batch size the
 /// receiver reads with.
 pub const BATCH: usize = 64;
+
+/// Most datagrams one `sendmmsg` takes (the kernel's `UIO_MAXIOV`).
+pub const MAX_BURST: usize = 1024;
+
+/// How datagrams are spread over time at a paced rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Each send carries what is due when the sender wakes (at most
+    /// [`BATCH`]).
+    Smooth,
+    /// This many datagrams per `sendmmsg`, every this many / rate seconds.
+    Burst(usize),
+}
 
 /// When to stop sending.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,6 +97,18 @@ impl Traffic {
         }
     }
 
+    /// Where a count of `n` datagrams, `sent` of them sent, next changes
+    /// phase: the turning point while before it, else `n`.
+    fn next_turn(&self, n: u64, sent: u64) -> u64 {
+        match &self.after {
+            Some((at, _)) => {
+                let turn = (at * n as f64).ceil() as u64;
+                if sent < turn { turn } else { n }
+            }
+            None => n,
+        }
+    }
+
     fn hostile(&self) -> bool {
         matches!(self.before, Messages::Hostile(_))
     }
@@ -92,9 +125,32 @@ pub struct Sent {
     pub datagrams: u64,
     pub bytes: u64,
     pub elapsed: Duration,
+    /// Batches sent, each in one `sendmmsg` unless the kernel took it in
+    /// parts.
+    pub sends: u64,
     /// Sends the kernel refused because an earlier datagram met a closed
     /// port (ICMP port unreachable): nothing was listening then.
     pub refused: u64,
+}
+
+/// The calling thread's timer slack lowered to 1 ns while this lives, so
+/// that a sleep of a few microseconds ends when asked rather than up to
+/// 50 us later.
+struct TimerSlack(Option<u64>);
+
+impl TimerSlack {
+    fn fine() -> TimerSlack {
+        let old = rustix::thread::current_timer_slack().ok();
+        let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
+        TimerSlack(old)
+    }
+}
+
+impl Drop for TimerSlack {
+    fn drop(&mut self) {
+        // None (or 0) puts back the thread's default slack.
+        let _ = rustix::thread::set_current_timer_slack(self.0.and_then(std::num::NonZeroU64::new));
+    }
 }
 
 /// A UDP socket connected to the receiver, with reusable `sendmmsg` state.
@@ -120,43 +176,54 @@ impl Sender {
         })
     }
 
-    /// Send `traffic` until `stop`, at `rate` datagrams per second if given.
+    /// Send `traffic` until `stop`, at `rate` datagrams per second if given,
+    /// spread over time as `shape` says. Without a rate, sends are of
+    /// [`BATCH`] datagrams, or of the burst size, back to back.
     pub fn run(
         &mut self,
         traffic: &mut Traffic,
         stop: Stop,
         rate: Option<u64>,
+        shape: Shape,
     ) -> io::Result<Sent> {
-        let mut batch = match rate {
-            // About a thousand wake-ups a second: smooth enough for any
-            // scrape interval, few enough to stay cheap.
-            Some(r) => (r / 1000).clamp(1, BATCH as u64) as usize,
-            None => BATCH,
+        let mut most = match shape {
+            Shape::Smooth => BATCH,
+            Shape::Burst(n) => n.clamp(1, MAX_BURST),
         };
         if traffic.hostile() {
             // A template must not be stamped twice before its batch is sent.
-            batch = batch.min(traffic.min_len());
+            most = most.min(traffic.min_len());
         }
+        // Smooth pacing needs sleeps shorter than the default 50 us timer
+        // slack lets them be; restored when the run ends.
+        let _slack = (rate.is_some() && shape == Shape::Smooth).then(TimerSlack::fine);
         let mut out = Sent::default();
         let mut cursor = 0usize;
         let start = Instant::now();
         loop {
             let mut elapsed = start.elapsed();
+            let mut k = most;
             if let Some(r) = rate {
                 let due = Duration::from_secs_f64(out.datagrams as f64 / r as f64);
                 if due > elapsed {
                     std::thread::sleep(due - elapsed);
                     elapsed = start.elapsed();
                 }
+                if shape == Shape::Smooth {
+                    // Everything due by now, the next datagram at least.
+                    let due_now = (elapsed.as_secs_f64() * r as f64) as u64;
+                    k = (due_now.saturating_sub(out.datagrams) as usize).clamp(1, most);
+                }
             }
             let (k, progress) = match stop {
                 Stop::Count(n) if out.datagrams >= n => break,
                 Stop::Count(n) => (
-                    batch.min((n - out.datagrams) as usize),
+                    // No batch straddles the turning point.
+                    k.min((traffic.next_turn(n, out.datagrams) - out.datagrams) as usize),
                     out.datagrams as f64 / n as f64,
                 ),
                 Stop::After(d) if elapsed >= d => break,
-                Stop::After(d) => (batch, elapsed.as_secs_f64() / d.as_secs_f64()),
+                Stop::After(d) => (k, elapsed.as_secs_f64() / d.as_secs_f64()),
             };
             let counter = traffic.counter.wrapping_add(out.datagrams);
             let messages = traffic.phase(progress);
@@ -164,6 +231,7 @@ impl Sender {
             messages.prepare(cursor, k, counter);
             out.bytes += self.send_batch(messages, cursor, k, &mut out.refused)?;
             out.datagrams += k as u64;
+            out.sends += 1;
             cursor = (cursor + k) % len;
         }
         out.elapsed = start.elapsed();
