@@ -5,8 +5,10 @@
 //! and one batched system call per wake-up is what keeps a single core at
 //! the socket's pace. The thread parses every datagram of a batch under one
 //! lock of the shared pipeline and then goes straight back to the socket.
-//! When batches come back full, a backlog is building: they go to a parse
-//! worker ([`worker`]) so receiving and parsing run on both cores at once.
+//! When a batch comes back full and the socket still holds more, a backlog
+//! has built: batches then go to a parse worker ([`worker`]) so receiving
+//! and parsing run on both cores at once. A burst that one batch takes
+//! whole is parsed in place, as is everything at ordinary rates.
 //!
 //! A datagram from a source outside the listener's allowlist ([`allow`]) is
 //! counted and dropped before it is parsed.
@@ -21,7 +23,7 @@ pub mod socket;
 pub mod worker;
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -65,6 +67,7 @@ fn run(listener: &Listener, shared: &Arc<Shared>, stop: &AtomicBool) {
                 let now = shared.now_secs();
                 dispatch(
                     worker.as_mut(),
+                    &listener.fd,
                     shared,
                     allow,
                     &mut decoder,
@@ -86,21 +89,32 @@ fn run(listener: &Listener, shared: &Arc<Shared>, stop: &AtomicBool) {
     }
 }
 
-/// Deal with the datagrams just received into `batch` at window clock
-/// `now`. A full batch means more is queued: the worker parses it while this
-/// thread goes back to the socket. Otherwise it is parsed here, unless
-/// earlier batches are still with the worker, which it must not overtake.
-/// Returns whether the worker took it.
+/// Whether more datagrams wait in the socket: the size of the next one
+/// (`FIONREAD`), which is zero when none is queued.
+fn more_queued(socket: impl AsFd) -> bool {
+    rustix::io::ioctl_fionread(socket).is_ok_and(|next| next > 0)
+}
+
+/// Deal with the datagrams just received into `batch` from `socket` at
+/// window clock `now`. A full batch with more still queued means a backlog:
+/// the worker parses it while this thread goes back to the socket.
+/// Otherwise it is parsed here, unless earlier batches are still with the
+/// worker, which it must not overtake. Returns whether the worker took it.
 fn dispatch(
     worker: Option<&mut Worker>,
+    socket: impl AsFd,
     shared: &Shared,
     allow: Option<&AllowList>,
     decoder: &mut Decoder,
     batch: &mut RecvBatch,
     now: u64,
 ) -> bool {
-    let full = batch.len() == batch.capacity();
-    let handed = worker.is_some_and(|w| (full || w.busy()) && w.hand_over(batch, now));
+    let handed = worker.is_some_and(|w| {
+        // Only a full batch can leave more behind; the check is one system
+        // call per full batch.
+        let backlog = batch.len() == batch.capacity() && more_queued(socket);
+        (backlog || w.busy()) && w.hand_over(batch, now, backlog)
+    });
     if !handed {
         parse(shared, allow, decoder, batch, now);
     }

@@ -3,22 +3,26 @@
 //!
 //! Receiving a ~500-byte datagram costs the kernel about as much as parsing
 //! it costs us, so one thread doing both empties a backlog at half the rate
-//! the socket allows. A full batch from `recvmmsg` is the sign of a backlog:
-//! the receive thread hands it here and goes straight back to the socket
-//! with a spare batch. A partial batch means it is keeping up, and it parses
-//! in place: at ordinary rates that costs no wake-up and no cache lines
-//! crossing cores.
+//! the socket allows. A full batch from `recvmmsg` with more still queued is
+//! the sign of a backlog: the receive thread hands it here and goes straight
+//! back to the socket with a spare batch. Otherwise it is keeping up (a
+//! partial batch, or a burst it took whole), and it parses in place: that
+//! costs no wake-up and no cache lines crossing cores.
 //!
 //! Order is kept: while any handed-over batch is unparsed, later batches
 //! follow it here instead of being parsed in place. Back-pressure is the
 //! spare pool: with every batch in flight, the receive thread waits for one
 //! to come back and the socket buffer absorbs the difference.
 //!
-//! Both sides spin briefly before sleeping, and the worker keeps off the
+//! A thread waiting for the other spins for at most [`SPIN`] before it
+//! sleeps, and only while a backlog drains: the worker only after a batch
+//! handed over with more queued behind it, when the next is due within a
+//! batch's receive time; the receive thread only when all batches are in
+//! flight. So a drain pays no futex wake per batch, and a sender whose
+//! bursts come and go pays for no spinning at all. The worker keeps off the
 //! receive thread's CPU ([`super::affinity`]): on a small virtual machine,
-//! a futex wake per batch or two threads taking turns on one CPU cost more
-//! than the overlap gains. On a single CPU there is nothing to overlap and
-//! no worker is started.
+//! two threads taking turns on one CPU cost more than the overlap gains.
+//! On a single CPU there is nothing to overlap and no worker is started.
 
 use std::io;
 use std::sync::Arc;
@@ -38,15 +42,18 @@ use crate::state::Shared;
 /// the pages datagrams touch become resident.
 const IN_FLIGHT: usize = 4;
 
-/// How long a thread waiting for the other spins before it sleeps. While a
-/// backlog drains, the next batch comes within a batch's worth of receive
-/// time (~40 µs); sleeping instead would make every hand-over a futex wake
-/// of an idle CPU, which on a virtual machine costs about as much as
-/// parsing the batch.
-const SPIN: Duration = Duration::from_millis(1);
+/// How long a thread waiting for the other spins before it sleeps, while a
+/// backlog drains. The next batch is then due within a batch's receive time
+/// (~40 µs); sleeping instead would make every hand-over a futex wake of an
+/// idle CPU, which on a virtual machine costs about as much as parsing the
+/// batch. A spin that runs out means the backlog is gone.
+pub const SPIN: Duration = Duration::from_micros(0);
 
 /// Take the next message, spinning for up to [`SPIN`] before sleeping.
 fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, mpsc::RecvError> {
+    if SPIN.is_zero() {
+        return rx.recv();
+    }
     let start = Instant::now();
     loop {
         for _ in 0..64 {
@@ -68,6 +75,8 @@ struct Job {
     now: u64,
     /// The CPU the receive thread handed it over from.
     cpu: Option<usize>,
+    /// More was queued in the socket behind it: the next batch is coming.
+    more: bool,
 }
 
 /// The receive thread's side of the worker.
@@ -98,7 +107,15 @@ impl Worker {
             .spawn(move || {
                 let mut decoder = Decoder::new();
                 let allowed = CpuSet::of_current_thread();
-                while let Ok(mut job) = recv_spinning(&inbox) {
+                let mut draining = false;
+                loop {
+                    let job = if draining {
+                        recv_spinning(&inbox)
+                    } else {
+                        inbox.recv()
+                    };
+                    let Ok(mut job) = job else { break };
+                    draining = job.more;
                     if let (Some(allowed), Some(here)) = (&allowed, current_cpu())
                         && job.cpu == Some(here)
                     {
@@ -134,12 +151,13 @@ impl Worker {
         self.outstanding > 0
     }
 
-    /// Hand the full `batch`, received at window clock `now`, to the worker
-    /// and put an empty one of the same size in its place: a spare, a new
-    /// one while fewer than [`IN_FLIGHT`] exist, or else the first to come
-    /// back. Returns false, leaving `batch` as it was, if the worker is
-    /// gone; the caller then parses it itself.
-    pub fn hand_over(&mut self, batch: &mut RecvBatch, now: u64) -> bool {
+    /// Hand `batch`, received at window clock `now`, to the worker and put
+    /// an empty one of the same size in its place: a spare, a new one while
+    /// fewer than [`IN_FLIGHT`] exist, or else the first to come back.
+    /// `more`: the socket holds more, so another batch follows at once.
+    /// Returns false, leaving `batch` as it was, if the worker is gone; the
+    /// caller then parses it itself.
+    pub fn hand_over(&mut self, batch: &mut RecvBatch, now: u64, more: bool) -> bool {
         if self.jobs.is_none() {
             return false;
         }
@@ -161,6 +179,7 @@ impl Worker {
             batch: full,
             now,
             cpu: current_cpu(),
+            more,
         }) {
             Ok(()) => {
                 self.outstanding += 1;
@@ -201,6 +220,7 @@ mod tests {
     use crate::pipeline::{Pipeline, PipelineConfig};
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixDatagram;
+    use std::time::Instant;
 
     /// A request whose release names its place in the sequence: the release
     /// the pipeline ends up with is that of the last line it parsed.
@@ -210,24 +230,62 @@ mod tests {
         )
     }
 
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared::new(
+            Pipeline::new(&PipelineConfig::default()),
+            vec![],
+            serde_json::json!({}),
+        ))
+    }
+
+    /// Send `burst` lines numbered from `*sent`, then receive and dispatch
+    /// until all are in; returns how many batches the worker took.
+    fn round(
+        tx: &UnixDatagram,
+        rx: &UnixDatagram,
+        worker: &mut Worker,
+        shared: &Shared,
+        batch: &mut RecvBatch,
+        sent: &mut usize,
+        burst: usize,
+    ) -> usize {
+        for _ in 0..burst {
+            tx.send(line(*sent).as_bytes()).unwrap();
+            *sent += 1;
+        }
+        let (mut got, mut handed) = (0, 0);
+        let mut decoder = Decoder::new();
+        while got < burst {
+            got += batch.recv(rx.as_raw_fd()).unwrap();
+            let took = super::super::dispatch(
+                Some(&mut *worker),
+                rx,
+                shared,
+                None,
+                &mut decoder,
+                batch,
+                1,
+            );
+            handed += usize::from(took);
+        }
+        handed
+    }
+
+    // A unix datagram pair, not UDP: a datagram is in the receive queue
+    // when `send` returns, so what is queued when the receive call runs is
+    // exactly what was sent. Over loopback UDP, delivery can lag behind
+    // `send` on a busy machine (the kernel defers it to ksoftirqd), and a
+    // burst then arrives split into partial batches. Bursts stay within
+    // the kernel's default queue of 10 datagrams, so `send` never blocks.
+
     #[test]
     fn handed_over_batches_are_all_parsed_in_order() {
         let Some(allowed) = CpuSet::of_current_thread() else {
             return;
         };
-        // A unix datagram pair, not UDP: a datagram is in the receive queue
-        // when `send` returns, so a burst is received whole, as one batch.
-        // Over loopback UDP, delivery can lag behind `send` on a busy
-        // machine (the kernel defers it to ksoftirqd), and a burst then
-        // arrives split into partial batches that are parsed in place.
         let (tx, rx) = UnixDatagram::pair().unwrap();
-        let shared = Arc::new(Shared::new(
-            Pipeline::new(&PipelineConfig::default()),
-            vec![],
-            serde_json::json!({}),
-        ));
-        let worker = Worker::spawn("test", shared.clone(), None).unwrap();
-        let Some(mut worker) = worker else {
+        let shared = shared();
+        let Some(mut worker) = Worker::spawn("test", shared.clone(), None).unwrap() else {
             assert_eq!(
                 allowed.count(),
                 1,
@@ -235,47 +293,50 @@ mod tests {
             );
             return;
         };
-        // More batches than are in flight, so the receive side must wait
-        // for spares to come back; small batches between full ones must
-        // follow them through the worker, not overtake them. (A burst of
-        // 8 stays within the kernel's default queue of 10 datagrams.)
-        let mut batch = RecvBatch::new(8);
-        let (mut sent, mut handed, mut inline, mut full) = (0, 0, 0, 0);
-        let mut decoder = Decoder::new();
-        for round in 0..40 {
-            let burst = if round % 3 == 2 { 3 } else { 8 };
-            full += usize::from(burst == 8);
-            for _ in 0..burst {
-                tx.send(line(sent).as_bytes()).unwrap();
-                sent += 1;
-            }
-            let mut got = 0;
-            while got < burst {
-                let n = batch.recv(rx.as_raw_fd()).unwrap();
-                got += n;
-                if super::super::dispatch(
-                    Some(&mut worker),
-                    &shared,
-                    None,
-                    &mut decoder,
-                    &mut batch,
-                    1,
-                ) {
-                    handed += 1;
-                } else {
-                    inline += 1;
-                }
-            }
+        // More backlogs than batches in flight, so the receive side must
+        // wait for spares to come back; the batches after a hand-over must
+        // follow it through the worker while it is busy, not overtake it.
+        let mut batch = RecvBatch::new(6);
+        let (mut sent, mut handed, mut backlogs) = (0, 0, 0);
+        for r in 0..40 {
+            // 10: a full batch of 6 with 4 still queued, a backlog.
+            let burst = [10, 3, 6][r % 3];
+            backlogs += usize::from(burst == 10);
+            handed += round(&tx, &rx, &mut worker, &shared, &mut batch, &mut sent, burst);
         }
         worker.finish();
-        // Every full batch at least; short ones too while it was busy.
-        assert!(full > IN_FLIGHT);
+        assert!(backlogs > IN_FLIGHT);
         assert!(
-            handed >= full,
-            "the worker took {handed} of {full} full batches"
+            handed >= backlogs,
+            "the worker took {handed} batches for {backlogs} backlogs"
         );
         let p = shared.pipeline();
-        assert_eq!(p.totals.datagrams, sent as u64, "{inline} parsed in place");
+        assert_eq!(p.totals.datagrams, sent as u64);
+        assert_eq!(p.releases[0], format!("r{}", sent - 1));
+    }
+
+    #[test]
+    fn a_burst_taken_whole_is_parsed_in_place() {
+        let (tx, rx) = UnixDatagram::pair().unwrap();
+        let shared = shared();
+        let Some(mut worker) = Worker::spawn("test", shared.clone(), None).unwrap() else {
+            return;
+        };
+        let mut batch = RecvBatch::new(6);
+        let mut sent = 0;
+        // A backlog first, so the worker has been busy.
+        assert!(round(&tx, &rx, &mut worker, &shared, &mut batch, &mut sent, 10) >= 1);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while worker.busy() {
+            assert!(Instant::now() < deadline, "the worker never finished");
+            std::thread::yield_now();
+        }
+        // Exactly one full batch and nothing behind it: no backlog.
+        let handed = round(&tx, &rx, &mut worker, &shared, &mut batch, &mut sent, 6);
+        assert_eq!(handed, 0, "a whole burst went to the worker");
+        worker.finish();
+        let p = shared.pipeline();
+        assert_eq!(p.totals.datagrams, sent as u64);
         assert_eq!(p.releases[0], format!("r{}", sent - 1));
     }
 }
