@@ -10,16 +10,15 @@
 //! kernel picks free ports, so this is how a supervisor or a test learns
 //! them without racing anyone for a port it chose beforehand.
 //!
-//! Shutdown on SIGINT or SIGTERM: stop the HTTP server, tell the receive
-//! threads to stop (each finishes the batch in hand within one poll
-//! interval) and wait for them, let the alert loop judge that last batch,
+//! Shutdown on SIGINT or SIGTERM: stop the HTTP server, stop the receive
+//! threads (each is woken from its receive call and finishes the batch in
+//! hand) and wait for them, let the alert loop judge that last batch,
 //! then drain the alert queue within `ALERT_DRAIN_SEC`, and exit 0.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -227,16 +226,14 @@ async fn serve(
             .spawn(cancel.clone())
             .map_err(|e| format!("cannot start the MAINTENANCE_FILE watcher: {e}"))?;
     }
-    let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
-    for l in listeners {
+    for (i, l) in listeners.into_iter().enumerate() {
         let name = l.name.clone();
         threads.push(
-            ingest::spawn(l, shared.clone(), stop.clone())
+            ingest::spawn(l, i, shared.clone())
                 .map_err(|e| format!("cannot start the receive thread for {name}: {e}"))?,
         );
     }
-    shared.beat();
 
     let upkeep = {
         let exporter = exporter.clone();
@@ -293,12 +290,11 @@ async fn serve(
         f.remove();
     }
     cancel.cancel();
-    stop.store(true, Ordering::Relaxed);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     let _ = upkeep.await;
     tokio::task::spawn_blocking(move || {
         for t in threads {
-            let _ = t.join();
+            let _ = t.stop();
         }
     })
     .await

@@ -1,9 +1,15 @@
 //! Shared state: what the receive threads update and the HTTP side reads.
 //!
 //! One mutex guards the pipeline. A receive thread (or its parse worker)
-//! takes it once per batch of up to 64 datagrams, readers take it to copy figures out and compute
-//! from the copy, so neither side holds it for long. Liveness is a heartbeat
-//! timestamp the receive loop refreshes on every wake-up, traffic or not.
+//! takes it once per batch of up to 64 datagrams, readers take it to copy
+//! figures out and compute from the copy, so neither side holds it for long.
+//!
+//! Liveness ([`Liveness`]): each receive thread says when it enters its
+//! receive call and when it leaves it. A thread waiting in `recvmmsg` on a
+//! quiet socket is healthy however long the quiet lasts, so it needs no
+//! periodic wake-up to prove it; a thread that left the call and has not
+//! come back within [`STUCK_AFTER`] (blocked on a lock, a stalled worker, a
+//! receive call that keeps failing) is stuck, and one that ended is dead.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -24,10 +30,96 @@ pub struct ListenerInfo {
     pub inode: Option<u64>,
 }
 
+/// How long a receive thread may spend away from its receive call (parsing,
+/// waiting for the lock or for the parse worker) before it counts as
+/// stuck. A batch takes well under a millisecond.
+pub const STUCK_AFTER: Duration = Duration::from_secs(3);
+
+/// Where a receive thread is, as one word it writes with a relaxed store
+/// twice per batch and `/healthz` reads.
+#[derive(Debug)]
+pub struct Liveness(AtomicU64);
+
+/// What [`Liveness`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopState {
+    /// Waiting in its receive call: alive, whether traffic comes or not.
+    Receiving,
+    /// Out of its receive call since this many milliseconds after start.
+    Busy { since_ms: u64 },
+    /// The thread ended (shutdown, or a panic).
+    Stopped,
+}
+
+impl Liveness {
+    const RECEIVING: u64 = 0;
+    const STOPPED: u64 = u64::MAX;
+
+    fn new() -> Liveness {
+        // Busy from the start: a thread that never reaches its receive
+        // call is stuck.
+        Liveness(AtomicU64::new(1))
+    }
+
+    /// One that no `Shared` reports: for a receive thread started without
+    /// a slot.
+    pub fn detached() -> Liveness {
+        Liveness::new()
+    }
+
+    /// About to enter the receive call.
+    #[inline]
+    pub fn receiving(&self) {
+        self.0.store(Self::RECEIVING, Ordering::Relaxed);
+    }
+
+    /// Out of the receive call since `ms` after start.
+    #[inline]
+    pub fn busy(&self, ms: u64) {
+        self.0.store(
+            ms.saturating_add(1).min(Self::STOPPED - 1),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn stopped(&self) {
+        self.0.store(Self::STOPPED, Ordering::Relaxed);
+    }
+
+    pub fn state(&self) -> LoopState {
+        match self.0.load(Ordering::Relaxed) {
+            Self::RECEIVING => LoopState::Receiving,
+            Self::STOPPED => LoopState::Stopped,
+            v => LoopState::Busy { since_ms: v - 1 },
+        }
+    }
+}
+
+impl LoopState {
+    /// Why a loop in this state at `now_ms` after start is unhealthy, if
+    /// it is.
+    pub fn problem(self, now_ms: u64) -> Option<String> {
+        match self {
+            LoopState::Receiving => None,
+            LoopState::Busy { since_ms } => {
+                let busy = Duration::from_millis(now_ms.saturating_sub(since_ms));
+                (busy >= STUCK_AFTER).then(|| {
+                    format!(
+                        "out of its receive call for {:.1} s (stuck)",
+                        busy.as_secs_f64()
+                    )
+                })
+            }
+            LoopState::Stopped => Some("stopped".to_string()),
+        }
+    }
+}
+
 pub struct Shared {
     pipeline: Mutex<Pipeline>,
     started: Instant,
-    heartbeat_ms: AtomicU64,
+    /// One per listener, in the same order.
+    loops: Vec<Liveness>,
     pub listeners: Vec<ListenerInfo>,
     /// Settings in force, secrets already redacted.
     pub settings: serde_json::Value,
@@ -42,7 +134,7 @@ impl Shared {
         Shared {
             pipeline: Mutex::new(pipeline),
             started: Instant::now(),
-            heartbeat_ms: AtomicU64::new(0),
+            loops: listeners.iter().map(|_| Liveness::new()).collect(),
             listeners,
             settings,
         }
@@ -58,16 +150,28 @@ impl Shared {
         self.started.elapsed().as_secs()
     }
 
-    /// Record that a receive loop is alive.
-    pub fn beat(&self) {
-        self.heartbeat_ms
-            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    /// Time since start, for [`Liveness::busy`].
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
     }
 
-    /// Time since a receive loop last woke up.
-    pub fn heartbeat_age(&self) -> Duration {
-        let last = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
-        self.started.elapsed().saturating_sub(last)
+    /// The liveness of listener `index`'s receive thread.
+    pub fn liveness(&self, index: usize) -> Option<&Liveness> {
+        self.loops.get(index)
+    }
+
+    /// What is wrong with the receive threads, one line each; empty when
+    /// every one is in its receive call or has left it only just.
+    pub fn health_problems(&self) -> Vec<String> {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        self.loops
+            .iter()
+            .zip(&self.listeners)
+            .filter_map(|(l, info)| {
+                let problem = l.state().problem(now_ms)?;
+                Some(format!("receive thread of {}: {problem}", info.name))
+            })
+            .collect()
     }
 
     /// The `/state` document.
@@ -190,4 +294,61 @@ pub struct IngestState {
     pub address_conflicts: u64,
     /// Learned servers moved to another pool.
     pub address_moves: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_in_its_receive_call_is_healthy_however_long() {
+        let l = Liveness::new();
+        assert!(matches!(l.state(), LoopState::Busy { since_ms: 0 }));
+        l.receiving();
+        assert_eq!(l.state(), LoopState::Receiving);
+        // A day of silence on the socket is no problem.
+        assert_eq!(l.state().problem(86_400_000), None);
+    }
+
+    #[test]
+    fn a_thread_out_of_its_receive_call_too_long_is_stuck() {
+        let l = Liveness::new();
+        l.busy(10_000);
+        assert_eq!(l.state(), LoopState::Busy { since_ms: 10_000 });
+        let limit = STUCK_AFTER.as_millis() as u64;
+        assert_eq!(l.state().problem(10_000 + limit - 1), None);
+        let p = l.state().problem(10_000 + limit).unwrap();
+        assert!(p.contains("stuck"), "{p}");
+        l.receiving();
+        assert_eq!(l.state().problem(10_000 + 10 * limit), None);
+        l.stopped();
+        assert_eq!(l.state(), LoopState::Stopped);
+        assert_eq!(l.state().problem(0).as_deref(), Some("stopped"));
+        // The largest times are still "busy", never mistaken for stopped.
+        l.busy(u64::MAX);
+        assert!(matches!(l.state(), LoopState::Busy { .. }));
+    }
+
+    #[test]
+    fn health_names_each_listener() {
+        let info = |name: &str| ListenerInfo {
+            name: name.to_string(),
+            granted_buffer_bytes: 0,
+            inode: None,
+        };
+        let s = Shared::new(
+            Pipeline::new(&crate::pipeline::PipelineConfig::default()),
+            vec![info("udp://a"), info("unix:///b")],
+            serde_json::json!({}),
+        );
+        s.liveness(0).unwrap().receiving();
+        s.liveness(1).unwrap().stopped();
+        assert_eq!(
+            s.health_problems(),
+            ["receive thread of unix:///b: stopped"]
+        );
+        s.liveness(1).unwrap().receiving();
+        assert!(s.health_problems().is_empty());
+        assert!(s.liveness(2).is_none());
+    }
 }

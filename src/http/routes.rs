@@ -2,8 +2,6 @@
 //! port; changing state goes through [`Admin`], which is decided before the
 //! body is read.
 
-use std::time::Duration;
-
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -16,10 +14,6 @@ use super::admin::Admin;
 use crate::alerting::now_unix;
 use crate::duration::parse_duration;
 use crate::maintenance::Source;
-
-/// A receive loop wakes at least every 200 ms; this much silence means it
-/// is stuck.
-const STALE_AFTER: Duration = Duration::from_secs(3);
 
 pub async fn metrics(State(s): State<AppState>) -> Response {
     let body = tokio::task::spawn_blocking(move || s.exporter.render(&s.shared))
@@ -35,14 +29,17 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
+/// 200 while every receive thread is in its receive call or left it only
+/// just (see [`crate::state::Liveness`]); 503 naming the ones that are
+/// stuck or stopped.
 pub async fn healthz(State(s): State<AppState>) -> Response {
-    let age = s.shared.heartbeat_age();
-    if age < STALE_AFTER {
+    let problems = s.shared.health_problems();
+    if problems.is_empty() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("receive loop silent for {:.1} s\n", age.as_secs_f64()),
+            format!("{}\n", problems.join("\n")),
         )
             .into_response()
     }

@@ -93,8 +93,8 @@ impl RecvBatch {
         }
     }
 
-    /// Block until at least one datagram is queued (or the socket's receive
-    /// timeout passes), then take up to a batch. Returns how many arrived.
+    /// Block until at least one datagram is queued (or the socket is shut
+    /// down for reading), then take up to a batch. Returns how many arrived.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.received = 0;
         for m in &mut self.msgs {
@@ -121,6 +121,21 @@ impl RecvBatch {
         }
         self.received = n as usize;
         Ok(self.received)
+    }
+
+    /// Forget the empty datagrams the kernel reports at the end of a batch
+    /// once the socket is shut down for reading (`shutdown(SHUT_RD)` is how
+    /// a blocked receive is woken to stop): zero bytes from no address.
+    /// Only for the last batch; a real empty datagram always has a source
+    /// on UDP.
+    pub fn drop_shutdown_tail(&mut self) {
+        while self.received > 0 {
+            let m = &self.msgs[self.received - 1];
+            if m.msg_len != 0 || m.msg_hdr.msg_namelen != 0 {
+                break;
+            }
+            self.received -= 1;
+        }
     }
 
     /// Datagrams one `recv` takes at most.

@@ -10,6 +10,11 @@
 //! and parsing run on both cores at once. A burst that one batch takes
 //! whole is parsed in place, as is everything at ordinary rates.
 //!
+//! The thread wakes only for datagrams: no receive timeout, no heartbeat.
+//! It says when it enters and leaves its receive call
+//! ([`crate::state::Liveness`]), which is what `/healthz` reads, and it is
+//! stopped by shutting its socket down for reading ([`ReceiveThread::stop`]).
+//!
 //! A datagram from a source outside the listener's allowlist ([`allow`]) is
 //! counted and dropped before it is parsed.
 
@@ -23,32 +28,72 @@ pub mod socket;
 pub mod worker;
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::record::Decoder;
-use crate::state::Shared;
+use crate::state::{Liveness, Shared};
 use allow::AllowList;
 use batch::RecvBatch;
 use socket::Listener;
 use worker::Worker;
 
-/// Start the receive thread for `listener`. It runs until `stop` is set,
-/// finishing the batch in hand first.
-pub fn spawn(
-    listener: Listener,
-    shared: Arc<Shared>,
+/// A running receive thread, to stop at shutdown.
+pub struct ReceiveThread {
+    thread: JoinHandle<()>,
     stop: Arc<AtomicBool>,
-) -> io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("recv {}", listener.name))
-        .spawn(move || run(&listener, &shared, &stop))
+    /// The same socket as the thread's, to wake it with.
+    socket: OwnedFd,
 }
 
-fn run(listener: &Listener, shared: &Arc<Shared>, stop: &AtomicBool) {
+impl ReceiveThread {
+    /// Stop the thread: it finishes the batch in hand (and the parse worker
+    /// what it holds) and ends. Blocks until it has.
+    pub fn stop(self) -> std::thread::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wakes a receive call blocked on an empty socket, which then
+        // returns what is queued, or nothing. On an unconnected UDP socket
+        // Linux reports ENOTCONN but shuts it down all the same.
+        let _ = rustix::net::shutdown(&self.socket, rustix::net::Shutdown::Read);
+        self.thread.join()
+    }
+}
+
+/// Start the receive thread for `listener`, the `index`-th of those
+/// `shared` was made with (its [`Liveness`] slot). It runs until
+/// [`ReceiveThread::stop`].
+pub fn spawn(listener: Listener, index: usize, shared: Arc<Shared>) -> io::Result<ReceiveThread> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let socket = listener.fd.as_fd().try_clone_to_owned()?;
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("recv {}", listener.name))
+        .spawn(move || {
+            let fallback = Liveness::detached();
+            let live = shared.liveness(index).unwrap_or(&fallback);
+            // Also on a panic: a dead thread must not look alive.
+            let _stopped = StoppedOnDrop(live);
+            run(&listener, &shared, live, &flag)
+        })?;
+    Ok(ReceiveThread {
+        thread,
+        stop,
+        socket,
+    })
+}
+
+struct StoppedOnDrop<'a>(&'a Liveness);
+
+impl Drop for StoppedOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stopped();
+    }
+}
+
+fn run(listener: &Listener, shared: &Arc<Shared>, live: &Liveness, stop: &AtomicBool) {
     let fd = listener.fd.as_raw_fd();
     let mut batch = RecvBatch::default();
     let mut decoder = Decoder::new();
@@ -61,10 +106,22 @@ fn run(listener: &Listener, shared: &Arc<Shared>, stop: &AtomicBool) {
             None
         }
     };
-    while !stop.load(Ordering::Relaxed) {
-        match batch.recv(fd) {
+    // While the receive call keeps failing, the thread counts as out of it
+    // since the first failure: a loop that only fails is stuck.
+    let mut failing_since = None;
+    loop {
+        live.receiving();
+        let received = batch.recv(fd);
+        let elapsed = shared.elapsed();
+        live.busy(failing_since.unwrap_or(elapsed.as_millis() as u64));
+        let stopping = stop.load(Ordering::Relaxed);
+        match received {
             Ok(_) => {
-                let now = shared.now_secs();
+                failing_since = None;
+                if stopping {
+                    batch.drop_shutdown_tail();
+                }
+                let now = elapsed.as_secs();
                 dispatch(
                     worker.as_mut(),
                     &listener.fd,
@@ -75,13 +132,18 @@ fn run(listener: &Listener, shared: &Arc<Shared>, stop: &AtomicBool) {
                     now,
                 );
             }
-            Err(e) if batch::nothing_received(&e) => shared.beat(),
-            Err(e) => {
+            Err(e) if batch::nothing_received(&e) => failing_since = None,
+            Err(e) if !stopping => {
+                failing_since.get_or_insert(elapsed.as_millis() as u64);
                 // Unexpected, but the socket is all we have: report and go on
                 // without spinning.
                 tracing::error!(listener = %listener.name, error = %e, "receive failed");
                 std::thread::sleep(Duration::from_millis(50));
             }
+            Err(_) => {}
+        }
+        if stopping {
+            break;
         }
     }
     if let Some(w) = worker {
@@ -143,6 +205,110 @@ fn parse(
             let _ = p.process(decoder, slot, len, |_| now);
         }
     }
-    drop(p);
-    shared.beat();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Pipeline, PipelineConfig};
+    use crate::state::{ListenerInfo, LoopState};
+    use std::time::Instant;
+
+    fn shared_for(l: &Listener) -> Arc<Shared> {
+        Arc::new(Shared::new(
+            Pipeline::new(&PipelineConfig::default()),
+            vec![ListenerInfo {
+                name: l.name.clone(),
+                granted_buffer_bytes: l.granted_buffer,
+                inode: l.inode,
+            }],
+            serde_json::json!({}),
+        ))
+    }
+
+    /// Poll until `done`; the deadline only bounds a failure.
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Voluntary context switches of the thread called `name` in this
+    /// process: each is the thread going to sleep again after a wake-up.
+    fn sleeps_of(name: &str) -> u64 {
+        let name = &name[..name.len().min(15)];
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+            .find(|s| s.lines().next() == Some(&format!("Name:\t{name}")))
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .expect("the thread is listed")
+    }
+
+    #[test]
+    fn an_idle_receiver_sleeps_in_its_receive_call_until_stopped() {
+        let l = socket::bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
+        let addr = socket2::SockRef::from(&l.fd)
+            .local_addr()
+            .unwrap()
+            .as_socket()
+            .unwrap();
+        let thread_name = format!("recv {}", l.name);
+        let shared = shared_for(&l);
+        let t = spawn(l, 0, shared.clone()).unwrap();
+        let live = || shared.liveness(0).unwrap().state();
+        wait_until("in its receive call", || live() == LoopState::Receiving);
+        assert!(shared.health_problems().is_empty());
+
+        // Idle, it does not wake: no receive timeout, no heartbeat (it used
+        // to wake five times a second).
+        let before = sleeps_of(&thread_name);
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(sleeps_of(&thread_name), before, "woke while idle");
+
+        // Traffic is parsed, and it goes back to its receive call.
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.send_to(b"<190>x", addr).unwrap();
+        wait_until("the datagram counted", || {
+            shared.pipeline().totals.datagrams == 1
+        });
+        wait_until("back in its receive call", || {
+            live() == LoopState::Receiving
+        });
+
+        // Stopping wakes it, and counts no datagram that was never sent.
+        t.stop().unwrap();
+        assert_eq!(live(), LoopState::Stopped);
+        assert_eq!(shared.pipeline().totals.datagrams, 1);
+        assert_eq!(
+            shared.health_problems(),
+            [format!("receive thread of udp://{addr}: stopped")]
+        );
+    }
+
+    #[test]
+    fn a_unix_receiver_is_woken_to_stop_too() {
+        let dir = std::env::temp_dir().join(format!(
+            "poolwatch-ingest-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let l = socket::bind_unix(&dir.join("s.sock"), 1 << 20).unwrap();
+        let shared = shared_for(&l);
+        let t = spawn(l, 0, shared.clone()).unwrap();
+        let live = || shared.liveness(0).unwrap().state();
+        wait_until("in its receive call", || live() == LoopState::Receiving);
+        t.stop().unwrap();
+        assert_eq!(live(), LoopState::Stopped);
+        assert_eq!(shared.pipeline().totals.datagrams, 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -6,8 +6,10 @@
 //! and then with `SO_RCVBUF`, which the kernel caps at `net.core.rmem_max`,
 //! and report what was granted so an operator can see the cap.
 //!
-//! A short receive timeout lets the blocking receive thread notice shutdown
-//! without a wake-up channel.
+//! There is no receive timeout: a receive thread blocks in `recvmmsg` until
+//! a datagram comes, however long that is, so an idle receiver never wakes.
+//! Shutdown wakes it by shutting the socket down for reading
+//! ([`super::ReceiveThread::stop`]).
 //!
 //! The unix socket's path is shared ground: a second poolwatch, or anyone
 //! who can write to its directory, may be there too. So a socket file that
@@ -27,15 +29,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::allow::AllowList;
-
-/// How often a blocked receive wakes up to check for shutdown.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// A bound listener and what the kernel granted it.
 pub struct Listener {
@@ -57,7 +55,6 @@ pub struct Listener {
 pub fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> io::Result<Listener> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     let granted = size_buffer(&socket, recv_buffer);
-    socket.set_read_timeout(Some(POLL_INTERVAL))?;
     socket.bind(&SockAddr::from(addr))?;
     let local = socket.local_addr()?.as_socket().unwrap_or(addr);
     let fd = OwnedFd::from(socket);
@@ -116,7 +113,6 @@ fn bind_unix_with(
     let private = PrivateDir::create(&dir, parent)?;
     let socket = Socket::new(Domain::UNIX, Type::DGRAM, None)?;
     let granted = size_buffer(&socket, recv_buffer);
-    socket.set_read_timeout(Some(POLL_INTERVAL))?;
     socket.bind(&SockAddr::unix(private.bind_path())?)?;
     // nginx workers run as an unprivileged user and must be able to send.
     // Only we can write in the private directory, so the name is our
