@@ -28,9 +28,12 @@
 //!   send); and, smooth, at 10 k/s and 1 k/s. Also how many datagrams each
 //!   wake-up of the receiver found queued, which is what batched receive
 //!   saves on;
-//! - the fixed tick cost: CPU per second with no traffic at all, which at
-//!   low rates is a visible share of the CPU per datagram, so it is shown
-//!   as its own figure and the low-rate ratios are also given without it;
+//! - the fixed tick cost, which at low rates is a visible share of the CPU
+//!   per datagram, so it is shown as its own figure and the low-rate ratios
+//!   are also given without it: the CPU of poolwatch's threads other than
+//!   its receive threads and parse workers (the runtime: the alert loop's
+//!   tick, metrics upkeep, HTTP) during each measurement, and the CPU per
+//!   second of each receiver with no traffic at all;
 //! - the drain rate: with the receiver stopped (SIGSTOP), its socket is
 //!   filled until the kernel drops, then the receiver is continued (SIGCONT)
 //!   and the queue sampled as it drains;
@@ -65,6 +68,8 @@
 //!   `tokio` makes it tokio's `UdpSocket`, one `recv` per datagram on a
 //!   current-thread runtime, to measure the architecture poolwatch did not
 //!   choose against the same poolwatch;
+//! - `LOAD_BENCH_POOLWATCH` (unset): a poolwatch binary to measure instead
+//!   of building this tree's, to compare builds with the same bench;
 //! - `LOAD_BENCH_PERF` (unset): when 1, finish with `perf record -g` of a
 //!   poolwatch at the CPU rate and print its top symbols.
 
@@ -500,6 +505,9 @@ impl Drop for Rx {
     }
 }
 
+/// Names a poolwatch binary to measure instead of this tree's.
+const POOLWATCH_VAR: &str = "LOAD_BENCH_POOLWATCH";
+
 /// A private copy of the poolwatch binary, removed when dropped.
 struct Binary(PathBuf);
 
@@ -513,7 +521,12 @@ impl Drop for Binary {
 /// that every run measures the same binary even if a build running alongside
 /// replaces `target/release/poolwatch` meanwhile.
 fn build_poolwatch() -> Result<Binary, String> {
-    let built = support::release_poolwatch()?;
+    // A binary built elsewhere (another commit, to compare), else this
+    // tree's release build.
+    let built = match std::env::var_os(POOLWATCH_VAR) {
+        Some(path) => PathBuf::from(path),
+        None => support::release_poolwatch()?,
+    };
     let copy = std::env::temp_dir().join(format!("poolwatch-load-{}", std::process::id()));
     std::fs::copy(&built, &copy)
         .map_err(|e| format!("cannot copy {} aside: {e}", built.display()))?;
@@ -605,11 +618,31 @@ fn thread_cpu_ns(pid: i32) -> Result<HashMap<u32, u64>, String> {
 /// threads) loses only what it did in between, which for those is nothing
 /// of the receive path.
 fn cpu_between(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> f64 {
+    cpu_of(before, after, |_| true)
+}
+
+/// [`cpu_between`] for the threads whose id passes `which`.
+fn cpu_of(
+    before: &HashMap<u32, u64>,
+    after: &HashMap<u32, u64>,
+    which: impl Fn(u32) -> bool,
+) -> f64 {
     after
         .iter()
+        .filter(|(tid, _)| which(**tid))
         .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
         .sum::<u64>() as f64
         / 1e9
+}
+
+/// Whether thread `tid` of `pid` is one of poolwatch's receive threads or
+/// parse workers (named `recv LISTENER` and `parse LISTENER`); the others
+/// are the runtime's (HTTP, the alert loop's tick, metrics upkeep), whose
+/// work does not depend on the datagram rate. A thread gone by now counts
+/// as not receiving.
+fn receives(pid: i32, tid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+        .is_ok_and(|name| name.starts_with("recv ") || name.starts_with("parse "))
 }
 
 /// VmHWM of `pid`, in KiB.
@@ -715,6 +748,10 @@ fn trial(rx: &Rx, rate: u64, secs: Duration) -> Result<Trial, String> {
 struct Cpu {
     secs: f64,
     per_million: f64,
+    /// Of `per_million`, what threads other than the receive threads and
+    /// parse workers spent: poolwatch's fixed ticks, at this rate. Zero for
+    /// the bare loop, whose threads other than the loop sleep.
+    ticks_per_million: f64,
     /// Datagrams per voluntary context switch: how many each wake-up of
     /// the receiver found queued, which is what a batched receive saves on.
     per_wakeup: f64,
@@ -748,9 +785,14 @@ fn cpu_per_million(rx: &Rx, rate: u64, shape: Shape, secs: Duration) -> Result<C
     }
     let n = (c1 - c0).max(1) as f64;
     let secs = cpu_between(&t0, &t1);
+    let ticks = match rx.kind {
+        Kind::Bare => 0.0,
+        Kind::Poolwatch => cpu_of(&t0, &t1, |tid| !receives(rx.pid(), tid)),
+    };
     Ok(Cpu {
         secs,
         per_million: secs / n * 1e6,
+        ticks_per_million: ticks / n * 1e6,
         per_wakeup: n / (w1 - w0).max(1) as f64,
     })
 }
@@ -1331,17 +1373,20 @@ fn print_summary(s: &Settings, results: &[RunResult]) {
     let cpu = |k: usize| move |f: &Figures| f.cpu[k].map_or(0.0, |c| c.per_million);
     let per_wakeup = |k: usize| move |f: &Figures| f.cpu[k].map_or(0.0, |c| c.per_wakeup);
     let loads = loads(s);
-    // What poolwatch spends idle beyond the bare loop, per million
-    // datagrams at `rate`: its fixed tick cost.
-    let ticks = |r: &RunResult, rate: u64| {
+    // poolwatch's fixed tick cost at load `k`, per million datagrams:
+    // what its threads other than the receive path spent meanwhile (the
+    // alert loop's tick with full windows costs more than with the empty
+    // ones of the idle measurement).
+    let ticks = |r: &RunResult, k: usize| r.poolwatch.cpu[k].map_or(0.0, |c| c.ticks_per_million);
+    // The same at `rate`, from the idle measurement.
+    let idle_ticks = |r: &RunResult, rate: u64| {
         tick_per_million((r.poolwatch.idle - r.bare.idle).max(0.0), rate)
     };
     // poolwatch's CPU less its fixed tick cost, against the bare loop's.
     let less_ticks = |k: usize| {
-        let (rate, _) = loads[k];
         ratio_of(&|r| {
             let (b, p) = (cpu(k)(&r.bare), cpu(k)(&r.poolwatch));
-            (b > 0.0).then(|| (p - ticks(r, rate)) / b)
+            (b > 0.0).then(|| (p - ticks(r, k)) / b)
         })
     };
 
@@ -1379,6 +1424,14 @@ fn print_summary(s: &Settings, results: &[RunResult]) {
             &format!("CPU s per million, {}", load_name(*rate, *shape)),
             &cpu(k),
             &|v| format!("{v:.3}"),
+        );
+    }
+    for (k, (rate, shape)) in loads.iter().enumerate() {
+        println!(
+            "{:<40}{:<12}{:.3}",
+            format!("  of which ticks, {}", load_name(*rate, *shape)),
+            "",
+            med(&|r| ticks(r, k))
         );
     }
     row(
@@ -1460,9 +1513,10 @@ fn print_summary(s: &Settings, results: &[RunResult]) {
             let r = less_ticks(k);
             println!(
                 "  CPU at {} <= {CPU_LIMIT}x the bare loop's + the fixed tick cost ({:.3} s per \
-                 million): {} without it ({} with it)  {}",
+                 million meanwhile; {:.3} idle): {} without it ({} with it)  {}",
                 load_name(*rate, *shape),
-                med(&|r| ticks(r, *rate)),
+                med(&|r| ticks(r, k)),
+                med(&|r| idle_ticks(r, *rate)),
                 show_ratio(r),
                 show_ratio(ratio(&cpu(k))),
                 verdict(r.is_some_and(|r| r <= CPU_LIMIT))
