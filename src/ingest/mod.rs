@@ -175,7 +175,7 @@ fn dispatch(
         // Only a full batch can leave more behind; the check is one system
         // call per full batch.
         let backlog = batch.len() == batch.capacity() && more_queued(socket);
-        (backlog || w.busy()) && w.hand_over(batch, now, backlog)
+        (backlog || w.busy()) && w.hand_over(batch, now)
     });
     if !handed {
         parse(shared, allow, decoder, batch, now);

@@ -14,21 +14,20 @@
 //! spare pool: with every batch in flight, the receive thread waits for one
 //! to come back and the socket buffer absorbs the difference.
 //!
-//! A thread waiting for the other spins for at most [`SPIN`] before it
-//! sleeps, and only while a backlog drains: the worker only after a batch
-//! handed over with more queued behind it, when the next is due within a
-//! batch's receive time; the receive thread only when all batches are in
-//! flight. So a drain pays no futex wake per batch, and a sender whose
-//! bursts come and go pays for no spinning at all. The worker keeps off the
-//! receive thread's CPU ([`super::affinity`]): on a small virtual machine,
-//! two threads taking turns on one CPU cost more than the overlap gains.
-//! On a single CPU there is nothing to overlap and no worker is started.
+//! Neither thread spins: a thread waiting for the other sleeps in the
+//! channel's receive at once. Spinning (up to 1 ms, even only while a
+//! backlog drained) was measured against this and not paid back: on a
+//! shared machine the thread waited for is often descheduled, so the spin
+//! burns a CPU the other thread needs (DECISION.md has the figures). The
+//! worker keeps off the receive thread's CPU ([`super::affinity`]): on a
+//! small virtual machine, two threads taking turns on one CPU cost more
+//! than the overlap gains. On a single CPU there is nothing to overlap and
+//! no worker is started.
 
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use super::affinity::{CpuSet, current_cpu};
 use super::allow::AllowList;
@@ -42,41 +41,12 @@ use crate::state::Shared;
 /// the pages datagrams touch become resident.
 const IN_FLIGHT: usize = 4;
 
-/// How long a thread waiting for the other spins before it sleeps, while a
-/// backlog drains. The next batch is then due within a batch's receive time
-/// (~40 µs); sleeping instead would make every hand-over a futex wake of an
-/// idle CPU, which on a virtual machine costs about as much as parsing the
-/// batch. A spin that runs out means the backlog is gone.
-pub const SPIN: Duration = Duration::from_micros(0);
-
-/// Take the next message, spinning for up to [`SPIN`] before sleeping.
-fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, mpsc::RecvError> {
-    if SPIN.is_zero() {
-        return rx.recv();
-    }
-    let start = Instant::now();
-    loop {
-        for _ in 0..64 {
-            match rx.try_recv() {
-                Ok(v) => return Ok(v),
-                Err(mpsc::TryRecvError::Disconnected) => return Err(mpsc::RecvError),
-                Err(mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
-            }
-        }
-        if start.elapsed() > SPIN {
-            return rx.recv();
-        }
-    }
-}
-
 /// A full batch and the window clock at the time it was received.
 struct Job {
     batch: RecvBatch,
     now: u64,
     /// The CPU the receive thread handed it over from.
     cpu: Option<usize>,
-    /// More was queued in the socket behind it: the next batch is coming.
-    more: bool,
 }
 
 /// The receive thread's side of the worker.
@@ -107,15 +77,7 @@ impl Worker {
             .spawn(move || {
                 let mut decoder = Decoder::new();
                 let allowed = CpuSet::of_current_thread();
-                let mut draining = false;
-                loop {
-                    let job = if draining {
-                        recv_spinning(&inbox)
-                    } else {
-                        inbox.recv()
-                    };
-                    let Ok(mut job) = job else { break };
-                    draining = job.more;
+                while let Ok(mut job) = inbox.recv() {
                     if let (Some(allowed), Some(here)) = (&allowed, current_cpu())
                         && job.cpu == Some(here)
                     {
@@ -154,10 +116,9 @@ impl Worker {
     /// Hand `batch`, received at window clock `now`, to the worker and put
     /// an empty one of the same size in its place: a spare, a new one while
     /// fewer than [`IN_FLIGHT`] exist, or else the first to come back.
-    /// `more`: the socket holds more, so another batch follows at once.
     /// Returns false, leaving `batch` as it was, if the worker is gone; the
     /// caller then parses it itself.
-    pub fn hand_over(&mut self, batch: &mut RecvBatch, now: u64, more: bool) -> bool {
+    pub fn hand_over(&mut self, batch: &mut RecvBatch, now: u64) -> bool {
         if self.jobs.is_none() {
             return false;
         }
@@ -165,7 +126,7 @@ impl Worker {
             Some(b) => b,
             // Every batch beyond the one in hand is outstanding or spare.
             None if self.outstanding < IN_FLIGHT => RecvBatch::new(batch.capacity()),
-            None => match recv_spinning(&self.done) {
+            None => match self.done.recv() {
                 Ok(b) => {
                     self.outstanding -= 1;
                     b
@@ -179,7 +140,6 @@ impl Worker {
             batch: full,
             now,
             cpu: current_cpu(),
-            more,
         }) {
             Ok(()) => {
                 self.outstanding += 1;
@@ -220,7 +180,7 @@ mod tests {
     use crate::pipeline::{Pipeline, PipelineConfig};
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixDatagram;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     /// A request whose release names its place in the sequence: the release
     /// the pipeline ends up with is that of the last line it parsed.
