@@ -235,9 +235,8 @@ mod tests {
         }
     }
 
-    /// Voluntary context switches of the thread called `name` in this
-    /// process: each is the thread going to sleep again after a wake-up.
-    fn sleeps_of(name: &str) -> u64 {
+    /// A field of `/proc/self/task/*/status` for the thread called `name`.
+    fn status_of(name: &str, field: &str) -> String {
         let name = &name[..name.len().min(15)];
         std::fs::read_dir("/proc/self/task")
             .unwrap()
@@ -246,10 +245,16 @@ mod tests {
             .find(|s| s.lines().next() == Some(&format!("Name:\t{name}")))
             .and_then(|s| {
                 s.lines()
-                    .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-                    .and_then(|v| v.trim().parse().ok())
+                    .find_map(|l| l.strip_prefix(field))
+                    .map(|v| v.trim().to_owned())
             })
             .expect("the thread is listed")
+    }
+
+    /// Voluntary context switches of the thread called `name` in this
+    /// process: each is the thread going to sleep again after a wake-up.
+    fn sleeps_of(name: &str) -> u64 {
+        status_of(name, "voluntary_ctxt_switches:").parse().unwrap()
     }
 
     #[test]
@@ -268,7 +273,12 @@ mod tests {
         assert!(shared.health_problems().is_empty());
 
         // Idle, it does not wake: no receive timeout, no heartbeat (it used
-        // to wake five times a second).
+        // to wake five times a second). Counted from once it is asleep: it
+        // marks itself receiving just before the call, and on a busy
+        // machine it may be descheduled in between.
+        wait_until("asleep in its receive call", || {
+            status_of(&thread_name, "State:").starts_with('S')
+        });
         let before = sleeps_of(&thread_name);
         std::thread::sleep(Duration::from_secs(1));
         assert_eq!(sleeps_of(&thread_name), before, "woke while idle");
