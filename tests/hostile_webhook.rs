@@ -56,6 +56,20 @@ fn start(url: &str, extra: &[(&str, &str)]) -> Poolwatch {
     Poolwatch::start_with_env(&[], &env)
 }
 
+/// Run `poolwatch alert-test` against `url`, expect it to fail, and return
+/// what it printed on stderr.
+fn failed_alert_test(url: &str) -> String {
+    let out = Command::new(poolwatch_bin())
+        .arg("alert-test")
+        .env_clear()
+        .env("SLACK_WEBHOOK_URL", url)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Every part of the token of five characters or more that `text` holds.
 fn token_parts(text: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -105,15 +119,7 @@ fn an_echoed_secret_never_appears_even_in_part() {
         assert!(!log.contains("/services/T000"), "{log}");
 
         // `alert-test` prints its reason on stderr.
-        let out = Command::new(poolwatch_bin())
-            .arg("alert-test")
-            .env_clear()
-            .env("SLACK_WEBHOOK_URL", &url)
-            .current_dir(std::env::temp_dir())
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = failed_alert_test(&url);
         assert!(err.contains("Slack answered 404"), "{err}");
         assert_eq!(token_parts(&err), Vec::<String>::new(), "{err}");
     }
@@ -221,15 +227,7 @@ fn an_untrusted_certificate_fails_at_once_with_its_host() {
     assert_eq!(token_parts(&log), Vec::<String>::new(), "{log}");
 
     // `alert-test` says so too, at once.
-    let out = Command::new(poolwatch_bin())
-        .arg("alert-test")
-        .env_clear()
-        .env("SLACK_WEBHOOK_URL", &url)
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failed_alert_test(&url);
     assert!(err.contains("TLS certificate"), "{err}");
     assert_eq!(tls.connections.load(Ordering::SeqCst), 2);
 }
