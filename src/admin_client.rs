@@ -1,11 +1,12 @@
-//! `poolwatch maintenance on|off|status`: a client of a running poolwatch's
-//! HTTP API, so the procedure in RUNBOOK.md is one command that works at
+//! `poolwatch maintenance on|off|status` and `poolwatch reload`: clients of
+//! a running poolwatch's HTTP API, so the procedure in RUNBOOK.md is one command that works at
 //! run time, from the host or inside the container.
 
 use std::time::Duration;
 
-use crate::config::{MaintenanceAction, MaintenanceArgs};
+use crate::config::{MaintenanceAction, MaintenanceArgs, ReloadArgs};
 use crate::maintenance::MaintenanceStatus;
+use crate::reload::Report;
 use crate::secret::Secret;
 
 /// Run the subcommand; prints the resulting state.
@@ -19,12 +20,46 @@ pub fn main(args: &MaintenanceArgs, token: Option<&Secret>) -> Result<(), String
     Ok(())
 }
 
-async fn call(args: &MaintenanceArgs, token: Option<&Secret>) -> Result<MaintenanceStatus, String> {
+/// `poolwatch reload`: ask the running poolwatch to re-read its ENV_FILE;
+/// prints what changed. A rejected file is an error, with the reason.
+pub fn reload(args: &ReloadArgs, token: Option<&Secret>) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let report: Report = rt.block_on(async {
+        let client = client()?;
+        let url = format!("{}/reload", args.url.trim_end_matches('/'));
+        let request = client.post(&url);
+        send(request, token, &args.url).await
+    })?;
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!("settings reloaded; changed: {}", list(&report.changed));
+    if !report.needs_restart.is_empty() {
+        println!(
+            "changed but in force only after a restart: {}",
+            list(&report.needs_restart)
+        );
+    }
+    Ok(())
+}
+
+fn client() -> Result<reqwest::Client, String> {
     crate::tls::install_crypto_provider();
-    let client = reqwest::Client::builder()
+    reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))
+}
+
+async fn call(args: &MaintenanceArgs, token: Option<&Secret>) -> Result<MaintenanceStatus, String> {
+    let client = client()?;
     let url = format!("{}/maintenance", args.url.trim_end_matches('/'));
     let request = match &args.action {
         MaintenanceAction::Status => client.get(&url),
@@ -42,15 +77,22 @@ async fn call(args: &MaintenanceArgs, token: Option<&Secret>) -> Result<Maintena
             .post(&url)
             .json(&serde_json::json!({ "on": false, "by": by })),
     };
+    send(request, token, &args.url).await
+}
+
+/// Send `request` (with the token, if any) and read the JSON answer; an
+/// error status becomes the error it carries.
+async fn send<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    token: Option<&Secret>,
+    base: &str,
+) -> Result<T, String> {
     let request = match token {
         Some(t) => request.bearer_auth(t.expose()),
         None => request,
     };
     let response = request.send().await.map_err(|e| {
-        format!(
-            "cannot reach poolwatch at {} ({e}); is it running? set POOLWATCH_URL",
-            args.url
-        )
+        format!("cannot reach poolwatch at {base} ({e}); is it running? set POOLWATCH_URL")
     })?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();

@@ -7,9 +7,11 @@
 //! value and what is accepted: the value name shown by clap is the variable's
 //! name, so `--window-size <WINDOW_SIZE>` identifies both spellings.
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
@@ -67,6 +69,27 @@ pub struct Cli {
 
     #[command(flatten)]
     pub log: LogArgs,
+
+    /// Settings file read at start, before the other settings, and again on
+    /// SIGHUP or `poolwatch reload`: NAME=VALUE lines as in .env.example
+    /// (default: .env in the working directory). Real environment variables
+    /// and command-line flags win over it. A missing file is no error unless
+    /// named explicitly; name it on the command line or in the environment,
+    /// not in a file.
+    #[arg(long, env = "ENV_FILE", value_name = "ENV_FILE", global = true)]
+    pub env_file: Option<PathBuf>,
+}
+
+/// `ENV_FILE` unless set: `.env` in the working directory.
+pub const DEFAULT_ENV_FILE: &str = ".env";
+
+impl Cli {
+    /// The settings file: `ENV_FILE`, or `.env` in the working directory.
+    pub fn env_file(&self) -> PathBuf {
+        self.env_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ENV_FILE))
+    }
 }
 
 impl Cli {
@@ -104,6 +127,10 @@ pub enum Command {
     /// stdout without SLACK_WEBHOOK_URL); exits non-zero with the reason if
     /// delivery fails.
     AlertTest,
+    /// Make a running poolwatch re-read its ENV_FILE and apply what can
+    /// change live (through its HTTP API, authorised like `maintenance`);
+    /// prints what changed. The same as `kill -HUP`.
+    Reload(ReloadArgs),
     /// Send realistic nginx syslog datagrams to a receiver.
     Loadgen(crate::loadgen::LoadgenArgs),
     /// Check a running stack: with chaos on the primary pool (error, then
@@ -176,6 +203,16 @@ pub struct ReceiverArgs {
     /// or test waits for it to appear.
     #[arg(long, env = "READY_FILE", value_name = "READY_FILE")]
     pub ready_file: Option<PathBuf>,
+
+    /// Keep what must outlive a restart in this file: open incidents and
+    /// what was told about them, maintenance, the learned address map.
+    /// Written atomically on every change (at most every 250 ms) and at
+    /// shutdown, read at start; a file that is corrupt, older than an hour
+    /// or written for other POOLS or ACTIVE_POOL is set aside (renamed,
+    /// with the reason) and poolwatch starts without it. Unset, a restart
+    /// forgets: a failover still open is told again, a recovery never.
+    #[arg(long, env = "STATE_FILE", value_name = "STATE_FILE")]
+    pub state_file: Option<PathBuf>,
 }
 
 /// How requests are attributed and windowed; shared by `run` and `replay`.
@@ -655,6 +692,19 @@ pub struct MaintenanceArgs {
     pub url: String,
 }
 
+/// `poolwatch reload`
+#[derive(Args, Debug, Clone)]
+pub struct ReloadArgs {
+    /// Base URL of the running poolwatch's HTTP API.
+    #[arg(
+        long,
+        env = "POOLWATCH_URL",
+        value_name = "POOLWATCH_URL",
+        default_value = "http://127.0.0.1:9514"
+    )]
+    pub url: String,
+}
+
 #[derive(Subcommand, Debug, Clone)]
 pub enum MaintenanceAction {
     /// Hold back failover, switch and error-rate notifications.
@@ -928,14 +978,124 @@ fn ignore_empty_env(cmd: clap::Command) -> clap::Command {
     cmd
 }
 
-/// Load `.env` from the working directory, if present, without overriding
-/// variables already set.
+/// The environment as poolwatch was started with it, before the settings
+/// file added to it: what still wins over the file on a reload.
+static REAL_ENV: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
+
+/// Load the settings file (`--env-file`, `ENV_FILE`, or `.env` in the
+/// working directory) without overriding variables already set. A missing
+/// default `.env` is fine; a missing file named explicitly is an error.
+/// Call before any other thread exists.
 pub fn load_dotenv() -> Result<(), String> {
-    match dotenvy::dotenv() {
-        Ok(_) => Ok(()),
-        Err(e) if e.not_found() => Ok(()),
-        Err(e) => Err(format!("cannot read .env: {e}")),
+    let real: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let given = env_file_flag(&args).or_else(|| {
+        real.get("ENV_FILE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    let _ = REAL_ENV.set(real);
+    let path = given
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_ENV_FILE));
+    match dotenvy::from_path(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.not_found() && given.is_none() => Ok(()),
+        Err(e) => Err(format!(
+            "cannot read ENV_FILE (--env-file) {}: {e}",
+            path.display()
+        )),
     }
+}
+
+/// `--env-file PATH` or `--env-file=PATH` on the command line.
+fn env_file_flag(args: &[OsString]) -> Option<PathBuf> {
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--" {
+            break;
+        }
+        if a == "--env-file" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.strip_prefix("--env-file=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    None
+}
+
+/// The settings again, for a reload: the command line as given at start,
+/// then the real environment of the start, then `env_file` as it is now;
+/// nothing read from the process environment, which still holds the
+/// file's old values. Empty values count as not given, as at start. The
+/// error names the setting and what is accepted, as at start-up.
+pub fn reparse(env_file: &Path) -> Result<Cli, String> {
+    let mut vars: BTreeMap<String, String> = match dotenvy::from_path_iter(env_file) {
+        Ok(iter) => iter
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("cannot read ENV_FILE {}: {e}", env_file.display()))?,
+        Err(e) if e.not_found() => BTreeMap::new(),
+        Err(e) => return Err(format!("cannot read ENV_FILE {}: {e}", env_file.display())),
+    };
+    if let Some(real) = REAL_ENV.get() {
+        vars.extend(real.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    reparse_from(std::env::args_os().collect(), &vars)
+}
+
+/// [`reparse`] with the command line `args` and the variables `vars`.
+pub fn reparse_from(args: Vec<OsString>, vars: &BTreeMap<String, String>) -> Result<Cli, String> {
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    fn no_env(cmd: clap::Command) -> clap::Command {
+        let mut cmd = cmd.mut_args(|arg| arg.env(None));
+        let subcommands: Vec<String> = cmd
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        for name in subcommands {
+            cmd = cmd.mut_subcommand(name, no_env);
+        }
+        cmd
+    }
+    let first_line = |e: clap::Error| {
+        let text = e.to_string();
+        text.lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_string()
+    };
+    let plain = Cli::command();
+    let given = no_env(Cli::command())
+        .try_get_matches_from(&args)
+        .map_err(first_line)?;
+    let mut argv: Vec<OsString> = args.iter().take(1).cloned().collect();
+    for arg in plain.get_arguments() {
+        let (Some(name), Some(long)) = (arg.get_env(), arg.get_long()) else {
+            continue;
+        };
+        let id = arg.get_id().as_str();
+        if given.value_source(id) == Some(ValueSource::CommandLine) {
+            continue;
+        }
+        if let Some(v) = name
+            .to_str()
+            .and_then(|n| vars.get(n))
+            .filter(|v| !v.is_empty())
+        {
+            argv.push(format!("--{long}={v}").into());
+        }
+    }
+    argv.extend(args.iter().skip(1).cloned());
+    let matches = no_env(Cli::command())
+        .try_get_matches_from(argv)
+        .map_err(first_line)?;
+    Cli::from_arg_matches(&matches).map_err(first_line)
 }
 
 #[cfg(test)]
@@ -1136,6 +1296,47 @@ mod tests {
             err.contains("ALERTMANAGER_RESEND_SEC") && err.contains("1 to 30"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn reparse_takes_the_file_under_the_command_line() {
+        let vars: BTreeMap<String, String> = [
+            ("ERROR_RATE_THRESHOLD", "7.5"),
+            ("WINDOW_SIZE", "999"),
+            ("RUNBOOK_URL", ""),
+            ("ALERT_LABELS", "team=web,cluster=prod"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let args = ["poolwatch", "--window-size", "50", "run"].map(OsString::from);
+        let cli = reparse_from(args.to_vec(), &vars).unwrap();
+        assert_eq!(cli.rules.error_rate_threshold, 7.5);
+        assert_eq!(cli.pipeline.window_size, 50, "the flag wins");
+        assert_eq!(cli.rules.runbook_url, None, "empty is not given");
+        assert_eq!(cli.alerts.alert_labels.len(), 2);
+        assert!(matches!(cli.command, Some(Command::Run)));
+        let mut bad = vars.clone();
+        bad.insert("ERROR_RATE_THRESHOLD".into(), "lots".into());
+        let err = reparse_from(args.to_vec(), &bad).unwrap_err();
+        assert!(
+            err.contains("ERROR_RATE_THRESHOLD") && err.contains("0 to 100"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn env_file_flag_is_found_before_parsing() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            env_file_flag(&args(&["pw", "--env-file", "/etc/pw.env"])),
+            Some(PathBuf::from("/etc/pw.env"))
+        );
+        assert_eq!(
+            env_file_flag(&args(&["pw", "run", "--env-file=x.env"])),
+            Some(PathBuf::from("x.env"))
+        );
+        assert_eq!(env_file_flag(&args(&["pw", "run"])), None);
     }
 
     #[test]

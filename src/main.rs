@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use poolwatch::config::{self, Command, LogArgs, LogFormat};
 use poolwatch::secret::{RedactingWriter, Redactor, redact_panics};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, reload};
 
 fn main() -> ExitCode {
     if let Err(e) = config::load_dotenv() {
@@ -27,6 +29,9 @@ fn main() -> ExitCode {
         Some(Command::Replay(args)) => poolwatch::replay::main(&cli, args),
         Some(Command::Maintenance(args)) => {
             poolwatch::admin_client::main(args, cli.admin.admin_token.as_ref())
+        }
+        Some(Command::Reload(args)) => {
+            poolwatch::admin_client::reload(args, cli.admin.admin_token.as_ref())
         }
         Some(Command::AlertTest) => poolwatch::alert_test::main(&cli),
         Some(Command::Loadgen(args)) => poolwatch::loadgen::main(args),
@@ -51,13 +56,20 @@ fn init_logging(log: &LogArgs, redactor: &Arc<Redactor>) -> Result<(), String> {
             log.log_level
         )
     })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // The filter sits in a reload layer: a reload may change LOG_LEVEL.
+    let (filter, handle) = reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(RedactingWriter::new(redactor.clone()));
+    let registry = tracing_subscriber::registry().with(filter);
     match log.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry.with(fmt).init(),
+        LogFormat::Json => registry.with(fmt.json()).init(),
     }
+    poolwatch::reload::set_log_filter_handle(Box::new(move |f| {
+        handle
+            .reload(f)
+            .map_err(|e| format!("cannot change the log level: {e}"))
+    }));
     Ok(())
 }

@@ -44,7 +44,7 @@ pub enum Source {
 }
 
 /// An active maintenance window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Window {
     pub source: Source,
     pub since: f64,
@@ -75,6 +75,17 @@ pub struct Maintenance {
     suppressed: BTreeMap<Kind, u64>,
     /// Set when an explicit "off" ended the window, for the end message.
     ended_by: Option<String>,
+}
+
+/// Maintenance as the state file keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SavedMaintenance {
+    pub active: Option<Window>,
+    /// The window people were last told about.
+    pub announced: Option<Window>,
+    /// Held-back notifications by kind label.
+    pub suppressed: BTreeMap<String, u64>,
+    pub ended_by: Option<String>,
 }
 
 /// Longest reason kept; it comes from API callers and files.
@@ -238,6 +249,45 @@ impl Maintenance {
             }
             _ => None,
         }
+    }
+
+    /// The window and what was announced of it, for the state file: `None`
+    /// when maintenance is off and its end was told.
+    pub fn export(&self) -> Option<SavedMaintenance> {
+        if self.active.is_none() && self.announced.is_none() {
+            return None;
+        }
+        Some(SavedMaintenance {
+            active: self.active.clone(),
+            announced: self.announced.clone(),
+            suppressed: self
+                .suppressed
+                .iter()
+                .map(|(k, n)| (k.label().to_string(), *n))
+                .collect(),
+            ended_by: self.ended_by.clone(),
+        })
+    }
+
+    /// Take up where a previous run left off: the same window, announced as
+    /// it was (no second "started"; an end not yet told is told), with its
+    /// held-back counts. It replaces a window `MAINTENANCE_MODE=true` opened
+    /// at start. An expired window ends at the next poll; a flag-file window
+    /// whose file is gone ends once the watcher has looked.
+    pub fn restore(&mut self, saved: SavedMaintenance) {
+        self.active = saved.active;
+        self.announced = saved.announced;
+        self.ended_by = saved.ended_by;
+        self.suppressed = saved
+            .suppressed
+            .into_iter()
+            .filter_map(|(k, n)| {
+                Kind::ALL
+                    .into_iter()
+                    .find(|x| x.label() == k)
+                    .map(|k| (k, n))
+            })
+            .collect();
     }
 
     /// `/state` view.
@@ -415,6 +465,25 @@ mod tests {
         assert_eq!(suppressed[&Kind::ErrorRate], 2);
         assert!(!m.is_on());
         assert!(m.suppressed().is_empty());
+    }
+
+    #[test]
+    fn a_restored_window_is_not_announced_twice_and_still_ends() {
+        let mut m = Maintenance::new(false, None, 0.0);
+        m.turn_on(Source::Api, Some(100.0), "deploy v2", "alice", 10.0);
+        assert!(matches!(m.poll(10.0), Some(Transition::Started(_))));
+        m.count_suppressed(Kind::Failover);
+        let saved = m.export().expect("on");
+        let json = serde_json::to_string(&saved).unwrap();
+        let mut n = Maintenance::new(false, None, 50.0);
+        n.restore(serde_json::from_str(&json).unwrap());
+        assert!(n.is_on());
+        assert_eq!(n.poll(50.0), None, "started before the restart");
+        let Some(Transition::Ended { suppressed, .. }) = n.poll(100.0) else {
+            panic!("expected an end")
+        };
+        assert_eq!(suppressed[&Kind::Failover], 1);
+        assert_eq!(n.export(), None);
     }
 
     #[test]

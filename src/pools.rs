@@ -135,6 +135,9 @@ pub enum Learned {
 pub struct AddrMap {
     entries: Vec<Entry>,
     full_warned: bool,
+    /// Counts changes of an address's pool (new or moved), so a reader can
+    /// tell cheaply whether the map changed since it last looked.
+    generation: u64,
 }
 
 impl AddrMap {
@@ -150,6 +153,7 @@ impl AddrMap {
                 })
                 .collect(),
             full_warned: false,
+            generation: 0,
         }
     }
 
@@ -183,6 +187,7 @@ impl AddrMap {
             let from = e.pool;
             e.pool = pool;
             e.claim = None;
+            self.generation += 1;
             return Learned::Moved { from };
         }
         if self.entries.len() >= MAX_ADDRS {
@@ -201,7 +206,48 @@ impl AddrMap {
             source: Source::Learned,
             claim: None,
         });
+        self.generation += 1;
         Learned::New
+    }
+
+    /// Changes so far: differs from a previous value once an address was
+    /// learned or moved.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The learned addresses and their pools, for the state file. Pinned
+    /// ones come from `POOL_ADDRS` at every start.
+    pub fn learned(&self) -> impl Iterator<Item = (&str, PoolId)> {
+        self.entries
+            .iter()
+            .filter(|e| e.source == Source::Learned)
+            .map(|e| (&*e.addr, e.pool))
+    }
+
+    /// Learned addresses a previous run saved, as if learned again: an
+    /// address `POOL_ADDRS` pins now keeps its pin, and the cap holds. A
+    /// restored address moves only on [`MOVE_AFTER`] responses in a row, as
+    /// before the restart, so a restart is no window for forged datagrams
+    /// to teach a new map. Returns how many were taken.
+    pub fn restore_learned(&mut self, saved: impl IntoIterator<Item = (String, PoolId)>) -> usize {
+        let mut taken = 0;
+        for (addr, pool) in saved {
+            if self.entries.len() >= MAX_ADDRS || self.lookup(&addr).is_some() {
+                continue;
+            }
+            self.entries.push(Entry {
+                addr: addr.into(),
+                pool,
+                source: Source::Learned,
+                claim: None,
+            });
+            taken += 1;
+        }
+        if taken > 0 {
+            self.generation += 1;
+        }
+        taken
     }
 
     /// `(address, pool id, source)` for `/state`.
@@ -275,6 +321,23 @@ mod tests {
         assert_eq!(m.learn(a, 0), Learned::Moved { from: 1 });
         assert_eq!(m.lookup(a), Some(0));
         assert_eq!(m.learn(a, 0), Learned::Same);
+    }
+
+    #[test]
+    fn restored_addresses_keep_pins_and_move_only_on_evidence() {
+        let mut m = AddrMap::with_configured([("10.0.0.2:3000".to_string(), 0)]);
+        let g = m.generation();
+        let taken = m.restore_learned([
+            ("10.0.0.2:3000".to_string(), 1),
+            ("10.0.0.3:3000".to_string(), 1),
+        ]);
+        assert_eq!(taken, 1);
+        assert_ne!(m.generation(), g);
+        assert_eq!(m.lookup("10.0.0.2:3000"), Some(0), "the pin wins");
+        assert_eq!(m.learned().collect::<Vec<_>>(), [("10.0.0.3:3000", 1)]);
+        for _ in 0..MOVE_AFTER - 1 {
+            assert_eq!(m.learn("10.0.0.3:3000", 0), Learned::Conflict { pool: 1 });
+        }
     }
 
     #[test]

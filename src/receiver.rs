@@ -33,11 +33,16 @@ use crate::alerting::sinks::alertmanager::Alertmanager;
 use crate::alerting::sinks::{self, Sinks};
 use crate::config::Cli;
 use crate::http::{self, AppState};
+use crate::ingest::allow::SharedAllowList;
 use crate::ingest::{self, socket};
 use crate::maintenance::Maintenance;
 use crate::metrics::Exporter;
 use crate::pipeline::Pipeline;
+use crate::reload::{self, Reloader};
 use crate::state::{ListenerInfo, Shared};
+use crate::state_file::{self, Fingerprint};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::watch;
 
 /// Run until a signal arrives. Errors are start-up failures, already worded
 /// for the operator.
@@ -52,7 +57,9 @@ pub fn main(cli: &Cli) -> Result<(), String> {
             cli.receiver.udp_listen
         )
     })?;
-    udp.allow = cli.receiver.allow_from.clone().map(Arc::new);
+    // Shared with reloads, which may replace it.
+    let allow = SharedAllowList::new(cli.receiver.allow_from.clone());
+    udp.allow = Some(allow.clone());
     let http_listener = bind_http(cli.receiver.http_listen)?;
     // Before anything is ready: a waiter must never read a previous run's
     // addresses, and an unwritable path is a start-up error, not a hang.
@@ -109,15 +116,7 @@ pub fn main(cli: &Cli) -> Result<(), String> {
             inode: l.inode,
         })
         .collect();
-    // Secrets serialize as "[redacted]".
-    let settings = serde_json::json!({
-        "receiver": cli.receiver,
-        "pipeline": cli.pipeline,
-        "rules": cli.rules,
-        "alerts": cli.alerts,
-        "admin": cli.admin,
-        "log": cli.log,
-    });
+    let settings = reload::settings_json(cli);
     let exporter = Arc::new(Exporter::new(&cfg.pools));
     let pipeline = Pipeline::new(&cfg);
     let labels: Vec<String> = cfg.pools.labels().map(str::to_string).collect();
@@ -161,23 +160,51 @@ pub fn main(cli: &Cli) -> Result<(), String> {
             }
             None => None,
         };
+        let webhook = queue.webhook();
         let sinks = Sinks::new(queue, alertmanager);
-        let alert_loop = exporter.register(|| {
-            AlertLoop::new(
-                rules,
-                incidents,
-                cli.rules.runbook_url.clone(),
-                sinks,
-                &labels,
-                known,
+        let (live_tx, live_rx) = watch::channel(Reloader::live_alerting(cli)?);
+        let mut alert_loop = exporter
+            .register(|| {
+                AlertLoop::new(
+                    rules,
+                    incidents,
+                    cli.rules.runbook_url.clone(),
+                    sinks,
+                    &labels,
+                    known,
+                )
+            })
+            .with_reloads(live_rx);
+        let reloader = Arc::new(exporter.register(|| {
+            Reloader::new(
+                cli,
+                reload::Targets {
+                    alerting: live_tx,
+                    webhook,
+                    allow,
+                },
             )
-        });
+        }));
+        let state_writer = match &cli.receiver.state_file {
+            Some(path) => {
+                let (loop_with_state, writer) =
+                    open_state_file(path, cli, alert_loop, &shared, &alerts)?;
+                alert_loop = loop_with_state;
+                Some(writer)
+            }
+            None => None,
+        };
         let sockets = Sockets {
             receivers: listeners,
             http: http_listener,
             ready_file,
         };
-        let result = serve(cli, sockets, shared, exporter, alerts, alert_loop).await;
+        let result = serve(cli, sockets, shared, exporter, alerts, alert_loop, reloader).await;
+        // The alert loop is done and its last state published: the writer
+        // writes it, if it is new, and ends.
+        if let Some(w) = state_writer {
+            let _ = w.await;
+        }
         let report = delivery.shutdown().await;
         tracing::info!(
             delivered = report.delivered,
@@ -205,6 +232,7 @@ async fn serve(
     exporter: Arc<Exporter>,
     alerts: Arc<AlertShared>,
     alert_loop: AlertLoop,
+    reloader: Arc<Reloader>,
 ) -> Result<(), String> {
     let addr = cli.receiver.http_listen;
     let Sockets {
@@ -260,6 +288,7 @@ async fn serve(
         exporter,
         alerts: alerts.clone(),
         admin_token: cli.admin.admin_token.clone(),
+        reloader: Some(reloader.clone()),
     });
     let server = tokio::spawn(http::serve(
         http_listener,
@@ -277,10 +306,13 @@ async fn serve(
         http = %bound.http,
         "ready: listening on every address"
     );
+    // Handled from before the ready file says so: a supervisor may signal
+    // as soon as it sees it.
+    let signals = Signals::install().map_err(|e| format!("cannot handle signals: {e}"))?;
     let outcome = match ready_file.as_ref().map(|f| f.publish(&bound)) {
         Some(Err(e)) => Err(e),
         _ => {
-            let signal = shutdown_signal().await;
+            let signal = signals.until_shutdown(&reloader).await;
             tracing::info!(signal, "shutting down");
             Ok(())
         }
@@ -419,17 +451,86 @@ impl Drop for ReadyFile {
     }
 }
 
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
+/// The signals poolwatch handles. SIGTERM and SIGINT are the one shutdown
+/// path; SIGHUP reloads the settings file; SIGUSR1 and SIGUSR2 are
+/// ignored (logged), so a stray one never kills the receiver. SIGPIPE is
+/// ignored by the Rust runtime; SIGQUIT keeps its core dump, for debugging.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+    usr1: Signal,
+    usr2: Signal,
+}
+
+impl Signals {
+    fn install() -> io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
     }
+
+    /// Serve reloads until SIGTERM or SIGINT; returns which.
+    async fn until_shutdown(mut self, reloader: &Arc<Reloader>) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => {
+                    // Off the runtime's workers (it reads a file); logged
+                    // and counted there, whatever the outcome.
+                    let r = reloader.clone();
+                    tokio::task::spawn_blocking(move || r.reload("SIGHUP"));
+                }
+                _ = self.usr1.recv() => tracing::info!(signal = "SIGUSR1", "signal ignored"),
+                _ = self.usr2.recv() => tracing::info!(signal = "SIGUSR2", "signal ignored"),
+            }
+        }
+    }
+}
+
+/// Read the state file at `path` into `alert_loop` (or set it aside), check
+/// that it can be written by writing the state restored, and start its
+/// writer. A path that cannot be written is a start-up error.
+fn open_state_file(
+    path: &Path,
+    cli: &Cli,
+    alert_loop: AlertLoop,
+    shared: &Shared,
+    alerts: &AlertShared,
+) -> Result<(AlertLoop, tokio::task::JoinHandle<()>), String> {
+    let fingerprint = Fingerprint {
+        pools: cli.pipeline.pools.0.clone(),
+        active_pool: cli.rules.active_pool.clone(),
+    };
+    let now = now_unix();
+    let (tx, rx) = watch::channel(None);
+    let mut alert_loop = alert_loop.with_state_file(tx, fingerprint.clone());
+    if let Some(saved) = state_file::load(path, &fingerprint, now)
+        && let Err(e) = alert_loop.restore(&saved, shared, alerts, now)
+    {
+        state_file::set_aside_unusable(path, &e, now);
+    }
+    // One evaluation publishes the state restored (and proves the path
+    // writable) before anything is received.
+    alert_loop.tick(shared, alerts, now);
+    let first = rx.borrow().clone();
+    if let Some(mut saved) = first {
+        saved.written_at = now;
+        state_file::write(path, &saved).map_err(|e| {
+            format!(
+                "cannot write STATE_FILE (--state-file) {}: {e}; accepted: a file path in a \
+                 writable directory",
+                path.display()
+            )
+        })?;
+    }
+    Ok((
+        alert_loop,
+        tokio::spawn(state_file::writer(path.to_path_buf(), rx)),
+    ))
 }

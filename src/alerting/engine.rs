@@ -13,18 +13,19 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge};
 use serde::Serialize;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::delivery::{AlertOutcome, Outcome, SinkName};
 use super::finding::{Facts, Finding, IncidentKey, Kind, Phase, Severity};
 use super::incident::{Decision, Incidents, OpenIncident};
-use super::rules::Rules;
+use super::rules::{Rules, RulesConfig};
 use super::sinks::Sinks;
 use super::snapshot::Snapshot;
 use super::wording::{Notification, timestamp, words};
 use crate::maintenance::{Maintenance, MaintenanceStatus, Transition};
 use crate::state::Shared;
+use crate::state_file::{self, Fingerprint, Saved, SavedAddr};
 
 pub const TICK: Duration = Duration::from_millis(100);
 
@@ -156,6 +157,27 @@ struct Pending {
     outcomes: Vec<oneshot::Receiver<Outcome>>,
 }
 
+/// What a reload changes in the loop: the rules' thresholds, the cooldown
+/// and the runbook link. Taken up at the next tick, after its snapshot:
+/// traffic sent after a reload was acknowledged is judged by it.
+#[derive(Debug, Clone)]
+pub struct LiveAlerting {
+    pub rules: RulesConfig,
+    pub cooldown_secs: f64,
+    pub runbook_url: Option<String>,
+}
+
+/// The state file's side of the loop: the latest state goes to the writer
+/// task whenever it changed.
+struct Persist {
+    tx: watch::Sender<Option<Saved>>,
+    fingerprint: Fingerprint,
+    /// The address map's generation when `addrs` was copied.
+    addrs_generation: Option<u64>,
+    addrs: Vec<SavedAddr>,
+    last: Option<Saved>,
+}
+
 /// The loop's state.
 pub struct AlertLoop {
     rules: Rules,
@@ -166,6 +188,8 @@ pub struct AlertLoop {
     metrics: LoopMetrics,
     pending: Vec<Pending>,
     recent: VecDeque<RecentNotification>,
+    persist: Option<Persist>,
+    live: Option<watch::Receiver<LiveAlerting>>,
 }
 
 impl AlertLoop {
@@ -186,7 +210,93 @@ impl AlertLoop {
             sinks,
             pending: Vec::new(),
             recent: VecDeque::new(),
+            persist: None,
+            live: None,
         }
+    }
+
+    /// Publish the state on `tx` whenever it changes (for the state file's
+    /// writer), as belonging to settings `fingerprint`.
+    pub fn with_state_file(
+        mut self,
+        tx: watch::Sender<Option<Saved>>,
+        fingerprint: Fingerprint,
+    ) -> AlertLoop {
+        self.persist = Some(Persist {
+            tx,
+            fingerprint,
+            addrs_generation: None,
+            addrs: Vec::new(),
+            last: None,
+        });
+        self
+    }
+
+    /// Take up reloaded settings from `rx`.
+    pub fn with_reloads(mut self, rx: watch::Receiver<LiveAlerting>) -> AlertLoop {
+        self.live = Some(rx);
+        self
+    }
+
+    /// Take up where the run that wrote `saved` left off, at `now`: its open
+    /// incidents, what was told, its primary and serving pool, the learned
+    /// addresses and maintenance. All or nothing: an error (a pool this run
+    /// does not know) changes nothing.
+    pub fn restore(
+        &mut self,
+        saved: &Saved,
+        shared: &Shared,
+        alerts: &AlertShared,
+        now: f64,
+    ) -> Result<(), String> {
+        let mut p = shared.pipeline();
+        let labels: Vec<String> = p.pools.labels().map(str::to_string).collect();
+        let known = p.pools.known();
+        let find = |label: &str| {
+            p.pools
+                .find(label)
+                .ok_or_else(|| format!("unknown pool '{label}'"))
+        };
+        let primary = find(&saved.primary)?;
+        // Serving may also be `other` or `none`.
+        let serving = match saved.serving.as_deref() {
+            Some(label) => Some(
+                labels
+                    .iter()
+                    .position(|l| l == label)
+                    .ok_or_else(|| format!("unknown pool '{label}'"))?,
+            ),
+            None => None,
+        };
+        let addrs = saved
+            .addresses
+            .iter()
+            .map(|a| Ok((a.addr.clone(), find(&a.pool)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        let baseline = Snapshot::take(&p, shared.now_secs());
+        self.incidents
+            .restore(&saved.incidents, &labels, known, &baseline)?;
+        let failover = IncidentKey {
+            kind: Kind::Failover,
+            pool: Some(primary),
+        };
+        let primary_failed = self.incidents.get(failover).map(|i| i.last_bad);
+        self.rules
+            .restore(primary, serving, primary_failed, labels.len(), now);
+        let learned = p.addrs.restore_learned(addrs);
+        drop(p);
+        if let Some(m) = saved.maintenance.clone() {
+            alerts.maintenance().restore(m);
+        }
+        tracing::info!(
+            open_incidents = saved.incidents.len(),
+            primary = %saved.primary,
+            learned_addresses = learned,
+            maintenance = alerts.maintenance().is_on(),
+            written_at = %timestamp(saved.written_at),
+            "state restored"
+        );
+        Ok(())
     }
 
     /// Tick until cancelled, then once more so that what the receivers
@@ -221,8 +331,31 @@ impl AlertLoop {
         }
         let (snap, judged_datagrams) = {
             let p = shared.pipeline();
+            if let Some(ps) = &mut self.persist
+                && ps.addrs_generation != Some(p.addrs.generation())
+            {
+                ps.addrs_generation = Some(p.addrs.generation());
+                ps.addrs = p
+                    .addrs
+                    .learned()
+                    .map(|(addr, pool)| SavedAddr {
+                        addr: addr.to_string(),
+                        pool: p.pools.label(pool).to_string(),
+                    })
+                    .collect();
+            }
             (Snapshot::take(&p, shared.now_secs()), p.totals.datagrams)
         };
+        // After the snapshot: whatever it holds that arrived after a reload
+        // was acknowledged is judged by the new settings.
+        if let Some(rx) = &mut self.live
+            && rx.has_changed().unwrap_or(false)
+        {
+            let live = rx.borrow_and_update().clone();
+            self.rules.reconfigure(live.rules);
+            self.incidents.set_cooldown(live.cooldown_secs);
+            self.runbook_url = live.runbook_url;
+        }
         for f in self.rules.evaluate(&snap, &mut self.incidents, now) {
             if let (Phase::Open, Facts::Failover { from, to, .. }) = (f.phase, &f.facts) {
                 self.metrics.failovers[from.id][to.id].increment(1);
@@ -260,6 +393,7 @@ impl AlertLoop {
         self.metrics
             .maintenance_mode
             .set(if maintenance_on { 1.0 } else { 0.0 });
+        self.publish_state(&snap.labels, alerts);
         let status = AlertStatus {
             primary: snap.labels[self.rules.primary()].clone(),
             open_incidents: self.incidents.list(&snap.labels),
@@ -320,6 +454,27 @@ impl AlertLoop {
             }
             true
         });
+    }
+
+    /// Hand the state to the state file's writer if it changed.
+    fn publish_state(&mut self, labels: &[String], alerts: &AlertShared) {
+        let Some(ps) = &mut self.persist else {
+            return;
+        };
+        let saved = Saved {
+            version: state_file::VERSION,
+            written_at: 0.0,
+            settings: ps.fingerprint.clone(),
+            primary: labels[self.rules.primary()].clone(),
+            serving: self.rules.last_serving().map(|p| labels[p].clone()),
+            incidents: self.incidents.export(labels),
+            maintenance: alerts.maintenance().export(),
+            addresses: ps.addrs.clone(),
+        };
+        if ps.last.as_ref() != Some(&saved) {
+            ps.tx.send_replace(Some(saved.clone()));
+            ps.last = Some(saved);
+        }
     }
 
     fn remember(&mut self, n: &Notification, outcome: AlertOutcome, now: f64) {

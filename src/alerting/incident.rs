@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::delivery::AlertOutcome;
 use super::finding::{Finding, IncidentKey, Kind, Phase};
@@ -75,7 +75,7 @@ pub struct Seen {
 /// Evidence that a pool is healthy again: its attempts since the condition
 /// was last seen. Silence adds nothing, so a pool that gets no traffic
 /// never gathers enough.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     /// When it first answered (Unix seconds), if it has.
     pub since: Option<f64>,
@@ -317,6 +317,109 @@ impl Incidents {
         self.last_sent.remove(&key);
         self.announced.remove(&key);
     }
+
+    /// `ALERT_COOLDOWN_SEC` changed on a reload: repeats already sent keep
+    /// their time, the new spacing applies from the next one.
+    pub fn set_cooldown(&mut self, cooldown_secs: f64) {
+        self.cooldown = cooldown_secs;
+    }
+
+    /// The open incidents and what people were told, pools by their labels,
+    /// for the state file.
+    pub fn export(&self, labels: &[String]) -> Vec<SavedIncident> {
+        self.open
+            .iter()
+            .map(|(k, i)| SavedIncident {
+                kind: k.kind.label().to_string(),
+                pool: k.pool.map(|p| labels[p].clone()),
+                opened_at: i.opened_at,
+                to: i.to.map(|p| labels[p].clone()),
+                last_bad: i.last_bad,
+                health: i.health,
+                announced: self.announced.contains(k),
+                last_sent: self.last_sent.get(k).copied(),
+            })
+            .collect()
+    }
+
+    /// Reopen what a previous run saved. The counters restarted with the
+    /// process, so each incident's "so far" figures count from `baseline`
+    /// (the new pipeline's zeros); its start, last bad sighting, evidence
+    /// of health and what was told carry over, so a repeat still waits for
+    /// the cooldown and a recovery is judged on the same evidence. Pools are
+    /// the first `known` of `labels`; anything else is an error and nothing
+    /// is restored.
+    pub fn restore(
+        &mut self,
+        saved: &[SavedIncident],
+        labels: &[String],
+        known: usize,
+        baseline: &Snapshot,
+    ) -> Result<(), String> {
+        let pool = |label: &str| {
+            labels[..known]
+                .iter()
+                .position(|l| l == label)
+                .ok_or_else(|| format!("unknown pool '{label}'"))
+        };
+        let mut open = Vec::new();
+        for s in saved {
+            let kind = [Kind::Failover, Kind::ErrorRate, Kind::UsersSeeingErrors]
+                .into_iter()
+                .find(|k| k.label() == s.kind)
+                .ok_or_else(|| format!("unknown incident kind '{}'", s.kind))?;
+            let key = IncidentKey {
+                kind,
+                pool: s.pool.as_deref().map(pool).transpose()?,
+            };
+            if key.pool.is_none() != (kind == Kind::UsersSeeingErrors) {
+                return Err(format!("incident '{}' with a wrong pool", s.kind));
+            }
+            let finite = [s.opened_at, s.last_bad, s.health.until]
+                .into_iter()
+                .chain(s.last_sent)
+                .chain(s.health.since)
+                .all(f64::is_finite);
+            if !finite {
+                return Err(format!("incident '{}' with a time that is no time", s.kind));
+            }
+            let incident = Incident {
+                opened_at: s.opened_at,
+                baseline: baseline.clone(),
+                to: s.to.as_deref().map(pool).transpose()?,
+                last_bad: s.last_bad,
+                health: s.health,
+            };
+            open.push((key, incident, s.announced, s.last_sent));
+        }
+        for (key, incident, announced, last_sent) in open {
+            self.open.insert(key, incident);
+            if announced {
+                self.announced.insert(key);
+            }
+            if let Some(at) = last_sent {
+                self.last_sent.insert(key, at);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An open incident as the state file keeps it: labels and plain numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedIncident {
+    /// `failover`, `error_rate` or `users_seeing_errors`.
+    pub kind: String,
+    pub pool: Option<String>,
+    pub opened_at: f64,
+    /// Failover: the pool that took over.
+    pub to: Option<String>,
+    pub last_bad: f64,
+    pub health: Evidence,
+    /// Whether people were told it opened.
+    pub announced: bool,
+    /// When a message about it was last handed to delivery.
+    pub last_sent: Option<f64>,
 }
 
 #[cfg(test)]
@@ -500,6 +603,53 @@ mod tests {
             n.decide(&sig(Kind::ErrorRate, Phase::Repeat), 1.0, false),
             Decision::Send
         );
+    }
+
+    #[test]
+    fn an_incident_survives_export_and_restore() {
+        let labels: Vec<String> = ["blue", "green", "other", "none", "unknown"]
+            .map(String::from)
+            .to_vec();
+        let mut n = Incidents::new(300.0);
+        let key = IncidentKey {
+            kind: Kind::Failover,
+            pool: Some(0),
+        };
+        let mut inc = Incident::new(100.0, &snapshot(), Some(1));
+        inc.health.note(
+            Seen {
+                answered: 7,
+                failed: 0,
+            },
+            104.0,
+        );
+        n.open(key, inc);
+        assert_eq!(
+            n.decide(&sig(Kind::Failover, Phase::Open), 100.0, false),
+            Decision::Send
+        );
+        let saved = n.export(&labels);
+        let json = serde_json::to_string(&saved).unwrap();
+        let back: Vec<SavedIncident> = serde_json::from_str(&json).unwrap();
+        let mut m = Incidents::new(300.0);
+        m.restore(&back, &labels, 2, &snapshot()).unwrap();
+        let got = m.get(key).expect("restored");
+        assert_eq!((got.opened_at, got.to), (100.0, Some(1)));
+        assert_eq!(got.health.answered, 7);
+        // Told before the restart: a repeat waits for the cooldown, and the
+        // resolution is told.
+        let r = sig(Kind::Failover, Phase::Repeat);
+        assert_eq!(m.decide(&r, 200.0, false), Decision::SuppressedCooldown);
+        assert_eq!(
+            m.decide(&sig(Kind::Failover, Phase::Resolve), 201.0, false),
+            Decision::Send
+        );
+        // A pool this run does not know is refused, and nothing restored.
+        let mut wrong = back.clone();
+        wrong[0].pool = Some("red".into());
+        let mut m = Incidents::new(300.0);
+        assert!(m.restore(&wrong, &labels, 2, &snapshot()).is_err());
+        assert!(!m.is_open(key));
     }
 
     #[test]

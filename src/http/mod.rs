@@ -1,5 +1,6 @@
 //! HTTP: `/metrics`, `/healthz` and `/state` for Prometheus and operators,
-//! and `/maintenance` to switch maintenance mode at run time.
+//! `/maintenance` to switch maintenance mode at run time, and `/reload` to
+//! re-read the settings file.
 //!
 //! Served on the tokio runtime, never on a receive thread: a slow scraper
 //! or a stuck client cannot delay a datagram. The parts:
@@ -22,11 +23,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::alerting::AlertShared;
 use crate::metrics::Exporter;
+use crate::reload::Reloader;
 use crate::secret::Secret;
 use crate::state::Shared;
 
@@ -46,6 +48,8 @@ pub struct AppState {
     pub exporter: Arc<Exporter>,
     pub alerts: Arc<AlertShared>,
     pub admin_token: Option<Secret>,
+    /// `POST /reload`; `None` where nothing can be reloaded.
+    pub reloader: Option<Arc<Reloader>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -59,6 +63,7 @@ pub fn router(state: AppState) -> Router {
                 .post(routes::maintenance_post)
                 .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY)),
         )
+        .route("/reload", post(routes::reload))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

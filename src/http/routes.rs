@@ -52,7 +52,32 @@ pub async fn state_doc(State(s): State<AppState>) -> Response {
     // that a change made a moment ago shows.
     doc["alerting"]["maintenance"] =
         serde_json::to_value(s.alerts.maintenance().status()).unwrap_or_default();
+    // The settings in force, a reload's changes included.
+    if let Some(r) = &s.reloader {
+        doc["settings"] = r.settings();
+    }
     Json(doc).into_response()
+}
+
+/// `POST /reload`: re-read `ENV_FILE` and apply what can change live, as
+/// SIGHUP does. 200 with what changed, or 422 with why the file was
+/// rejected (and nothing changed). No body is read.
+pub async fn reload(State(s): State<AppState>, admin: Admin) -> Response {
+    let Some(r) = s.reloader.clone() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "nothing to reload here".into(),
+        );
+    };
+    let trigger = format!("API from {}", admin.peer_ip());
+    match tokio::task::spawn_blocking(move || r.reload(&trigger)).await {
+        Ok(Ok(report)) => Json(report).into_response(),
+        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed: {e}"),
+        ),
+    }
 }
 
 pub async fn maintenance_get(State(s): State<AppState>) -> Response {

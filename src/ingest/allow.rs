@@ -15,6 +15,8 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -66,6 +68,77 @@ impl AllowList {
     /// The networks, as written in canonical form.
     pub fn networks(&self) -> impl Iterator<Item = String> + '_ {
         self.networks.iter().map(Network::to_string)
+    }
+}
+
+/// `ALLOW_FROM` as the receive threads read it, replaceable whole by a
+/// reload. A reader ([`AllowReader`]) looks at a generation counter once
+/// per batch, one atomic load, and takes the lock only when it changed:
+/// never a lock per datagram, and a new list applies from the next batch.
+#[derive(Debug, Clone, Default)]
+pub struct SharedAllowList {
+    inner: Arc<SharedInner>,
+}
+
+#[derive(Debug, Default)]
+struct SharedInner {
+    generation: AtomicU64,
+    list: Mutex<Option<Arc<AllowList>>>,
+}
+
+impl SharedAllowList {
+    pub fn new(list: Option<AllowList>) -> SharedAllowList {
+        let shared = SharedAllowList::default();
+        *shared.lock() = list.map(Arc::new);
+        shared
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<AllowList>>> {
+        self.inner.list.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replace the list; `None` accepts every source.
+    pub fn set(&self, list: Option<AllowList>) {
+        *self.lock() = list.map(Arc::new);
+        // After the store: a reader that sees the new generation finds the
+        // new list.
+        self.inner.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The list in force now.
+    pub fn get(&self) -> Option<Arc<AllowList>> {
+        self.lock().clone()
+    }
+
+    /// A reader for one thread.
+    pub fn reader(&self) -> AllowReader {
+        let seen = self.inner.generation.load(Ordering::Acquire);
+        AllowReader {
+            list: self.get(),
+            shared: self.clone(),
+            seen,
+        }
+    }
+}
+
+/// One thread's view of a [`SharedAllowList`].
+#[derive(Debug)]
+pub struct AllowReader {
+    shared: SharedAllowList,
+    seen: u64,
+    list: Option<Arc<AllowList>>,
+}
+
+impl AllowReader {
+    /// The list to apply to the next batch; call once per batch.
+    #[inline]
+    pub fn current(&mut self) -> Option<&AllowList> {
+        let g = self.shared.inner.generation.load(Ordering::Acquire);
+        if g != self.seen {
+            self.seen = g;
+            self.list = self.shared.get();
+        }
+        self.list.as_deref()
     }
 }
 

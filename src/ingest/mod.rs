@@ -97,7 +97,7 @@ fn run(listener: &Listener, shared: &Arc<Shared>, live: &Liveness, stop: &Atomic
     let fd = listener.fd.as_raw_fd();
     let mut batch = RecvBatch::default();
     let mut decoder = Decoder::new();
-    let allow = listener.allow.as_deref();
+    let mut allow = listener.allow.as_ref().map(|a| a.reader());
     let mut worker = match Worker::spawn(&listener.name, shared.clone(), listener.allow.clone()) {
         Ok(w) => w,
         Err(e) => {
@@ -126,7 +126,7 @@ fn run(listener: &Listener, shared: &Arc<Shared>, live: &Liveness, stop: &Atomic
                     worker.as_mut(),
                     &listener.fd,
                     shared,
-                    allow,
+                    allow.as_mut().and_then(|a| a.current()),
                     &mut decoder,
                     &mut batch,
                     now,

@@ -28,12 +28,11 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::allow::AllowList;
+use super::allow::SharedAllowList;
 
 /// A bound listener and what the kernel granted it.
 pub struct Listener {
@@ -48,7 +47,7 @@ pub struct Listener {
     /// Sources whose datagrams are parsed; `None` parses every datagram
     /// (a unix socket's senders are local: its directory's permissions
     /// decide who may send).
-    pub allow: Option<Arc<AllowList>>,
+    pub allow: Option<SharedAllowList>,
 }
 
 /// Bind the UDP listener.

@@ -30,7 +30,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use super::affinity::{CpuSet, current_cpu};
-use super::allow::AllowList;
+use super::allow::SharedAllowList;
 use super::batch::RecvBatch;
 use crate::record::Decoder;
 use crate::state::Shared;
@@ -65,7 +65,7 @@ impl Worker {
     pub fn spawn(
         name: &str,
         shared: Arc<Shared>,
-        allow: Option<Arc<AllowList>>,
+        allow: Option<SharedAllowList>,
     ) -> io::Result<Option<Worker>> {
         if CpuSet::of_current_thread().is_some_and(|set| set.count() < 2) {
             return Ok(None);
@@ -76,6 +76,7 @@ impl Worker {
             .name(format!("parse {name}"))
             .spawn(move || {
                 let mut decoder = Decoder::new();
+                let mut allow = allow.map(|a| a.reader());
                 let allowed = CpuSet::of_current_thread();
                 while let Ok(mut job) = inbox.recv() {
                     if let (Some(allowed), Some(here)) = (&allowed, current_cpu())
@@ -85,7 +86,7 @@ impl Worker {
                     }
                     super::parse(
                         &shared,
-                        allow.as_deref(),
+                        allow.as_mut().and_then(|a| a.current()),
                         &mut decoder,
                         &mut job.batch,
                         job.now,

@@ -288,6 +288,23 @@ impl Poolwatch {
         code
     }
 
+    /// Send `signal` (`libc::SIGHUP`, ...) and return at once.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL (no shutdown at all) and wait for the exit.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Whether the ready file is there (it is removed when shutdown begins).
     pub fn ready_file_exists(&self) -> bool {
         self.ready.exists()

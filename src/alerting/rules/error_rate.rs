@@ -34,7 +34,7 @@ impl Rules {
         let w = snap.count[id];
         let window = Ratio::new(w.failures, w.attempts);
         let threshold = self.cfg.error_rate_threshold;
-        if snap.is_idle(id) {
+        if snap.is_idle(id) && now >= self.idle_not_before {
             // The window still holds the last attempts, but they are old
             // news: neither a reason to open nor to call it resolved.
             if let Some(inc) = incidents.close(key) {

@@ -59,6 +59,9 @@ pub struct Rules {
     last_primary_failure: f64,
     /// When each pool was last tried (answered or failed), Unix seconds.
     last_attempt: Vec<f64>,
+    /// No pool counts as idle before this (Unix seconds): after a restart,
+    /// empty windows mean "not watched yet", not "no traffic".
+    idle_not_before: f64,
 }
 
 impl Rules {
@@ -72,7 +75,46 @@ impl Rules {
             prev: None,
             last_primary_failure: f64::NEG_INFINITY,
             last_attempt: Vec::new(),
+            idle_not_before: f64::NEG_INFINITY,
         }
+    }
+
+    /// The pool that served at the last look, for the state file.
+    pub fn last_serving(&self) -> Option<PoolId> {
+        self.last_serving
+    }
+
+    /// Take up where a previous run left off at `now`: its primary (a
+    /// planned switch may have moved it) and serving pool. What each pool
+    /// did before the restart is not known: every pool counts as tried at
+    /// `now` (a switch during a failover needs its silence again) and none
+    /// is idle before a whole `WINDOW_SECONDS` has been watched.
+    /// `primary_failed` is when the primary was last seen failing, if a
+    /// failover of it is open.
+    pub fn restore(
+        &mut self,
+        primary: PoolId,
+        last_serving: Option<PoolId>,
+        primary_failed: Option<f64>,
+        pools: usize,
+        now: f64,
+    ) {
+        self.primary = primary;
+        self.last_serving = last_serving;
+        self.last_primary_failure = primary_failed.unwrap_or(f64::NEG_INFINITY);
+        self.last_attempt = vec![now; pools];
+        self.idle_not_before = now + f64::from(self.cfg.window_seconds);
+    }
+
+    /// New thresholds from a reload; the primary, the serving pool and the
+    /// windows stay as they are.
+    pub fn reconfigure(&mut self, cfg: RulesConfig) {
+        self.cfg = RulesConfig {
+            active_pool: self.cfg.active_pool,
+            window_size: self.cfg.window_size,
+            window_seconds: self.cfg.window_seconds,
+            ..cfg
+        };
     }
 
     /// The pool whose failures matter now: `ACTIVE_POOL`, or the target of

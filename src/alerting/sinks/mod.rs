@@ -42,9 +42,16 @@ pub(crate) fn message_sink(cfg: &DeliveryConfig) -> SinkName {
 pub struct AlertQueue {
     queue: Queue,
     sink: SinkName,
+    /// With a Slack webhook: where a reload swaps its URL.
+    webhook: Option<slack::WebhookSwitch>,
 }
 
 impl AlertQueue {
+    /// The Slack webhook's switch, `None` when notifications go to stdout.
+    pub fn webhook(&self) -> Option<slack::WebhookSwitch> {
+        self.webhook.clone()
+    }
+
     /// Queues `n` without waiting, in order with the other notifications
     /// of its kind and pool. On a full (or shut down) queue, `n` is handed
     /// back, counted `dropped` and logged with its title, and `done`, if
@@ -112,11 +119,26 @@ pub fn spawn(
     let sink = message_sink(&cfg);
     debug_assert_eq!(metrics.sink, sink, "metrics registered for another sink");
     let metrics = Arc::new(metrics);
-    let (queue, handle) = match &cfg.webhook {
-        Some(url) => delivery::spawn(Slack::new(url, cfg.timeout)?, &cfg, metrics),
-        None => delivery::spawn(Stdout, &cfg, metrics),
+    let (queue, handle, webhook) = match &cfg.webhook {
+        Some(url) => {
+            let slack = Slack::new(url, cfg.timeout)?;
+            let switch = slack.switch();
+            let (queue, handle) = delivery::spawn(slack, &cfg, metrics);
+            (queue, handle, Some(switch))
+        }
+        None => {
+            let (queue, handle) = delivery::spawn(Stdout, &cfg, metrics);
+            (queue, handle, None)
+        }
     };
-    Ok((AlertQueue { queue, sink }, handle))
+    Ok((
+        AlertQueue {
+            queue,
+            sink,
+            webhook,
+        },
+        handle,
+    ))
 }
 
 /// Delivers `n` once through the message sink, with the usual retry rules

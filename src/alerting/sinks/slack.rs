@@ -24,6 +24,7 @@
 //! channel): the [`Slack`] transport keeps it in a `Secret` and posts
 //! through the shared HTTP endpoint, which redacts it from every reason.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -51,7 +52,7 @@ pub(crate) fn check_webhook_url(url: &Secret) -> Result<(), String> {
 
 /// Slack's incoming webhook as a delivery transport.
 pub(crate) struct Slack {
-    endpoint: Endpoint,
+    endpoint: WebhookSwitch,
 }
 
 impl Slack {
@@ -59,18 +60,68 @@ impl Slack {
     /// be built: start-up problems, better reported before the first
     /// incident. The reason never holds the URL.
     pub(crate) fn new(url: &Secret, timeout: Duration) -> Result<Slack, String> {
-        check_webhook_url(url)?;
+        let endpoint = WebhookSwitch::endpoint(url, timeout)?;
         Ok(Slack {
-            endpoint: Endpoint::new("Slack", url, None, timeout)?,
+            endpoint: WebhookSwitch {
+                current: Arc::new(RwLock::new(Arc::new(endpoint))),
+                timeout,
+            },
         })
+    }
+
+    /// The handle a reload swaps the URL with.
+    pub(crate) fn switch(&self) -> WebhookSwitch {
+        self.endpoint.clone()
     }
 }
 
 impl Transport for Slack {
     async fn send(&self, body: Bytes) -> Result<(), Failure> {
-        self.endpoint.post_json(body).await
+        // Each attempt takes the URL in force when it starts: a retry after
+        // a reload goes to the new one.
+        let endpoint = self.endpoint.get();
+        endpoint.post_json(body).await
     }
 }
+
+/// The webhook a running Slack sink posts to, replaceable by a reload.
+/// Read once per attempt, never held across one.
+#[derive(Clone)]
+pub struct WebhookSwitch {
+    current: Arc<RwLock<Arc<Endpoint>>>,
+    timeout: Duration,
+}
+
+impl WebhookSwitch {
+    fn endpoint(url: &Secret, timeout: Duration) -> Result<Endpoint, String> {
+        check_webhook_url(url)?;
+        Endpoint::new("Slack", url, None, timeout)
+    }
+
+    fn get(&self) -> Arc<Endpoint> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Check `url` and build its client, without using it yet: a reload
+    /// validates everything before it changes anything.
+    pub fn prepare(&self, url: &Secret) -> Result<PreparedWebhook, String> {
+        Ok(PreparedWebhook(Arc::new(Self::endpoint(
+            url,
+            self.timeout,
+        )?)))
+    }
+
+    /// Post to `next` from the next attempt on.
+    pub fn set(&self, next: PreparedWebhook) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next.0;
+    }
+}
+
+/// A checked webhook URL with its client, ready for [`WebhookSwitch::set`].
+pub struct PreparedWebhook(Arc<Endpoint>);
 
 /// `n` as the bytes to POST, rendered and checked once.
 pub(crate) fn body(n: &Notification) -> Bytes {
