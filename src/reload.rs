@@ -123,9 +123,9 @@ impl Reloader {
         // One reload at a time: the lock is held throughout.
         let mut current = self.current();
         let result = self.try_reload(&mut current);
+        // Counted after the log line: whoever sees the count finds the line.
         match &result {
             Ok(r) => {
-                self.applied.increment(1);
                 tracing::info!(
                     trigger,
                     env_file = %self.env_file.display(),
@@ -140,15 +140,16 @@ impl Reloader {
                          their old values stay in force"
                     );
                 }
+                self.applied.increment(1);
             }
             Err(e) => {
-                self.rejected.increment(1);
                 tracing::error!(
                     trigger,
                     env_file = %self.env_file.display(),
                     error = %e,
                     "settings reload rejected; nothing changed"
                 );
+                self.rejected.increment(1);
             }
         }
         result

@@ -497,3 +497,58 @@ fn a_queued_notification_is_not_lost_on_sighup() {
     );
     assert_eq!(pw.stop(), Some(0));
 }
+
+#[test]
+fn an_unwritable_state_file_stops_start_up() {
+    let out = Command::new(poolwatch_bin())
+        .args([
+            "--udp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .env_clear()
+        .env("STATE_FILE", "/nonexistent-poolwatch-dir/state.json")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("STATE_FILE"), "{err}");
+}
+
+#[test]
+fn a_reload_changes_the_log_level() {
+    let dir = Dir::new("poolwatch-loglevel");
+    let env_file = dir.path("poolwatch.env");
+    write_env(&env_file, &["LOG_LEVEL=info".to_string()]);
+    let pw = Poolwatch::start_with_env(&["--env-file", env_file.to_str().unwrap()], &[]);
+    assert!(pw.log().contains("ready: listening"), "{}", pw.log());
+    let reloads = |outcome: &str| {
+        pw.metrics().get(&format!(
+            "poolwatch_config_reloads_total{{outcome=\"{outcome}\"}}"
+        ))
+    };
+    // At warn, the reload's own info line is no longer written.
+    write_env(&env_file, &["LOG_LEVEL=warn".to_string()]);
+    pw.signal(libc::SIGHUP);
+    assert!(wait_until(PATIENCE, || reloads("applied") == 1.0));
+    write_env(
+        &env_file,
+        &[
+            "ALERT_COOLDOWN_SEC=60".to_string(),
+            "LOG_LEVEL=warn".to_string(),
+        ],
+    );
+    pw.signal(libc::SIGHUP);
+    assert!(wait_until(PATIENCE, || reloads("applied") == 2.0));
+    assert!(!pw.log().contains("settings reloaded"), "{}", pw.log());
+    // Back to info: it is.
+    write_env(&env_file, &["LOG_LEVEL=info".to_string()]);
+    pw.signal(libc::SIGHUP);
+    assert!(wait_until(PATIENCE, || reloads("applied") == 3.0));
+    assert!(wait_until(PATIENCE, || pw
+        .log()
+        .contains("settings reloaded")));
+    assert_eq!(pw.state()["settings"]["log"]["log_level"], "info");
+}

@@ -9,7 +9,7 @@
 //! - the watcher reports the failover and the recovery that caused, and
 //!   planned switches (stdout JSON lines: .env.example sets no Slack URL);
 //! - the watcher got the receive buffer it asks for, and can write only
-//!   to /run/poolwatch;
+//!   to /run/poolwatch and its state volume, where its STATE_FILE is;
 //! - Prometheus scrapes the watcher, loads every rule in
 //!   `prometheus/alerts.yml`, and answers every dashboard query with data;
 //! - the image's health check fits each role: poolwatch and demo-app
@@ -395,6 +395,15 @@ fn the_docker_stack_fails_over_switches_drains_and_feeds_the_dashboard() {
         !out.status.success(),
         "the watcher could write to its root file system"
     );
+    // STATE_FILE is on the watcher-state volume, written at start.
+    stack.compose_ok(&[
+        "exec",
+        "-T",
+        "watcher",
+        "sh",
+        "-c",
+        "test -s /var/lib/poolwatch/state.json && grep -q '\"version\": 1' /var/lib/poolwatch/state.json",
+    ]);
 
     stack.step("poolwatch check-failover inside the stack (README command)");
     let out = stack.compose(&[

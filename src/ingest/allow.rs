@@ -201,6 +201,20 @@ impl Serialize for AllowList {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_reader_takes_up_a_new_list_at_its_next_look() {
+        let shared = SharedAllowList::new(None);
+        let mut reader = shared.reader();
+        assert!(reader.current().is_none());
+        shared.set(Some("10.0.0.0/8".parse().unwrap()));
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        assert!(reader.current().is_some_and(|l| l.permits(ip)));
+        shared.set(Some("192.168.0.0/16".parse().unwrap()));
+        assert!(reader.current().is_some_and(|l| !l.permits(ip)));
+        shared.set(None);
+        assert!(reader.current().is_none());
+    }
+
     fn list(s: &str) -> AllowList {
         s.parse().unwrap()
     }
