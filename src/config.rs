@@ -43,7 +43,8 @@ JSON state dump over HTTP.
 
 Without a subcommand, runs the receiver. Every option can also be given as the
 environment variable shown next to it, or in a .env file in the working
-directory.";
+directory (ENV_FILE). SIGHUP (or `poolwatch reload`) re-reads that file and
+applies the settings that can change live; SIGTERM or SIGINT stop.";
 
 /// Top-level command line.
 #[derive(Parser, Debug, Clone)]
