@@ -552,3 +552,46 @@ fn a_reload_changes_the_log_level() {
         .contains("settings reloaded")));
     assert_eq!(pw.state()["settings"]["log"]["log_level"], "info");
 }
+
+#[test]
+fn maintenance_outlives_a_restart_without_a_second_start_notice() {
+    let hook = Webhook::start();
+    let dir = Dir::new("poolwatch-maint-restart");
+    let state = dir.path("state.json");
+    let (url, state_s) = (hook.url(), state.to_str().unwrap().to_string());
+    let env = [
+        ("SLACK_WEBHOOK_URL", url.as_str()),
+        ("STATE_FILE", state_s.as_str()),
+    ];
+    let mut pw = Poolwatch::start_with_env(&[], &env);
+    let (status, _, body) = common::http_request(
+        "POST",
+        &pw.http,
+        "/maintenance",
+        br#"{"on": true, "for": "1h", "reason": "deploy v2", "by": "alice"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    hook.wait_for_accepted(1, PATIENCE);
+    assert!(wait_until(PATIENCE, || {
+        read_state(&state)["maintenance"]["announced"]["reason"] == "deploy v2"
+    }));
+    assert_eq!(pw.stop(), Some(0));
+
+    let pw = Poolwatch::start_with_env(&[], &env);
+    let m = pw.state()["alerting"]["maintenance"].clone();
+    assert_eq!(m["on"], true, "{m}");
+    assert_eq!(m["reason"], "deploy v2", "{m}");
+    let (status, _, body) = common::http_request(
+        "POST",
+        &pw.http,
+        "/maintenance",
+        br#"{"on": false, "by": "bob"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    hook.wait_for_accepted(2, PATIENCE);
+    let all = texts(&hook);
+    assert!(all[0].contains("Maintenance started by alice"), "{all:?}");
+    assert!(all[1].contains("Maintenance ended"), "{all:?}");
+    pw.wait_judged();
+    assert_eq!(texts(&hook).len(), 2, "{:?}", texts(&hook));
+}
