@@ -494,8 +494,10 @@ pub struct AlertArgs {
     )]
     pub alert_labels: Vec<AlertLabel>,
 
-    /// Base URL where people reach this poolwatch's HTTP API; alerts link
-    /// to its /state (default: http://INSTANCE_NAME:PORT of HTTP_LISTEN).
+    /// Base URL where people reach this poolwatch (its status page is
+    /// there, at /). Slack messages and stdout lines link to the page when
+    /// it is set; Alertmanager's generatorURL always does (default:
+    /// http://INSTANCE_NAME:PORT of HTTP_LISTEN).
     #[arg(long, env = "PUBLIC_URL", value_name = "PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
 }
@@ -628,7 +630,7 @@ impl AlertArgs {
                 .iter()
                 .map(|l| (l.name.clone(), l.value.clone()))
                 .collect(),
-            generator_url: format!("{}/state", public.trim_end_matches('/')),
+            generator_url: format!("{}/", public.trim_end_matches('/')),
         })
     }
 
@@ -639,8 +641,17 @@ impl AlertArgs {
             timeout: Duration::from_secs(self.alert_timeout_sec),
             max_retry_for: Duration::from_secs(self.alert_retry_for_sec),
             drain_deadline: Duration::from_secs(self.alert_drain_sec),
+            status_url: self.status_url(),
             ..DeliveryConfig::default()
         }
+    }
+
+    /// The status page under `PUBLIC_URL`, which notifications link to;
+    /// `None` without it (a guessed host name would be a dead link).
+    pub fn status_url(&self) -> Option<String> {
+        self.public_url
+            .as_deref()
+            .map(|u| format!("{}/", u.trim_end_matches('/')))
     }
 }
 
@@ -1219,6 +1230,30 @@ mod tests {
     }
 
     #[test]
+    fn public_url_links_notifications_to_the_status_page() {
+        let http: SocketAddr = "0.0.0.0:9514".parse().unwrap();
+        let cli = Cli::try_parse_from(["poolwatch"]).unwrap();
+        assert_eq!(cli.alerts.delivery_config().status_url, None);
+        let cli = Cli::try_parse_from([
+            "poolwatch",
+            "--public-url",
+            "https://watch.example.com/pw/",
+            "--alertmanager-url",
+            "http://am:9093",
+        ])
+        .unwrap();
+        cli.alerts.validate().unwrap();
+        assert_eq!(
+            cli.alerts.delivery_config().status_url.as_deref(),
+            Some("https://watch.example.com/pw/")
+        );
+        assert_eq!(
+            cli.alerts.alertmanager_config(http).unwrap().generator_url,
+            "https://watch.example.com/pw/"
+        );
+    }
+
+    #[test]
     fn alertmanager_settings() {
         let http: SocketAddr = "0.0.0.0:9514".parse().unwrap();
         let cli = Cli::try_parse_from(["poolwatch"]).unwrap();
@@ -1239,7 +1274,7 @@ mod tests {
         let am = cli.alerts.alertmanager_config(http).unwrap();
         assert_eq!(am.urls, ["http://am1:9093", "http://am2:9093/"]);
         assert_eq!(am.instance, "w1");
-        assert_eq!(am.generator_url, "http://w1:9514/state");
+        assert_eq!(am.generator_url, "http://w1:9514/");
         assert_eq!(am.resend, Duration::from_secs(30));
         assert_eq!(
             am.labels,

@@ -244,6 +244,135 @@ impl Shared {
     }
 }
 
+/// What the status page shows of the pipeline: the pools with their
+/// windows and per-second series, and the counters it turns into rates.
+/// Copied under the lock once per second, however many pages are open.
+#[derive(Debug, Clone, Serialize)]
+pub struct PageFigures {
+    /// Whole seconds since start: the clock of the windows.
+    pub uptime_seconds: u64,
+    /// `WINDOW_SECONDS`: the length of every series.
+    pub window_seconds: usize,
+    pub serving_pool: Option<String>,
+    pub pools: Vec<PagePool>,
+    /// Requests retried from the first attempt's pool to the last one's
+    /// (`[from][to]`, known pools only), since start.
+    #[serde(skip)]
+    pub retried: Vec<Vec<u64>>,
+    pub datagrams: u64,
+    pub malformed: std::collections::BTreeMap<String, u64>,
+    pub rejected: std::collections::BTreeMap<String, u64>,
+}
+
+/// A look at the counters the status page shows as rates.
+#[derive(Debug, Clone)]
+pub struct RateCounters {
+    pub datagrams: u64,
+    /// `[from][to]` over the known pools.
+    pub retried: Vec<Vec<u64>>,
+}
+
+/// One pool on the status page.
+#[derive(Debug, Clone, Serialize)]
+pub struct PagePool {
+    pub pool: String,
+    /// One of `POOLS` (not `other`, `none` or `unknown`).
+    pub known: bool,
+    pub idle: bool,
+    pub last_attempt_seconds_ago: Option<u64>,
+    pub count_window: WindowStats,
+    pub time_window: WindowStats,
+    /// Per second of the time window, oldest first, the last one still
+    /// filling: final responses served, and failed attempts.
+    pub requests: Vec<u64>,
+    pub failures: Vec<u64>,
+}
+
+impl Shared {
+    /// The page's figures. The fold-in labels (`other`, `none`, `unknown`)
+    /// are shown only while their time window holds something.
+    pub fn page_figures(&self) -> PageFigures {
+        let now = self.now_secs();
+        let p = self.pipeline();
+        let known = p.pools.known();
+        let pools = p
+            .pools
+            .labels()
+            .enumerate()
+            .filter_map(|(id, label)| {
+                let w = &p.windows[id];
+                let series = w.time.series(now);
+                let is_known = id < known;
+                if !is_known && series.iter().all(|s| s.attempts == 0 && s.requests == 0) {
+                    return None;
+                }
+                let idle = is_known && p.is_idle(id, now);
+                let mut count_window = w.count.stats();
+                if idle {
+                    // As in `/state`: the last attempts are history.
+                    count_window.upstream_error_ratio = None;
+                    count_window.client_error_ratio = None;
+                }
+                Some(PagePool {
+                    pool: label.to_string(),
+                    known: is_known,
+                    idle,
+                    last_attempt_seconds_ago: p.last_attempt[id].map(|at| now.saturating_sub(at)),
+                    count_window,
+                    time_window: w.time.stats(now),
+                    requests: series.iter().map(|s| s.requests).collect(),
+                    failures: series.iter().map(|s| s.failures).collect(),
+                })
+            })
+            .collect::<Vec<_>>();
+        let t = &p.totals;
+        PageFigures {
+            uptime_seconds: now,
+            window_seconds: pools.first().map_or(0, |p: &PagePool| p.requests.len()),
+            serving_pool: p.serving_pool().map(|id| p.pools.label(id).to_string()),
+            pools,
+            retried: t.retried[..known]
+                .iter()
+                .map(|row| row[..known].to_vec())
+                .collect(),
+            datagrams: t.datagrams,
+            malformed: t
+                .malformed_by_reason()
+                .map(|(r, n)| (r.to_string(), n))
+                .collect(),
+            rejected: t
+                .rejected_by_reason()
+                .map(|(r, n)| (r.to_string(), n))
+                .collect(),
+        }
+    }
+
+    /// The counters the status page turns into rates, without the rest.
+    pub fn rate_counters(&self) -> RateCounters {
+        let p = self.pipeline();
+        let known = p.pools.known();
+        RateCounters {
+            datagrams: p.totals.datagrams,
+            retried: p.totals.retried[..known]
+                .iter()
+                .map(|row| row[..known].to_vec())
+                .collect(),
+        }
+    }
+
+    /// Datagrams the kernel dropped on the UDP listeners for want of
+    /// buffer room, since they were bound; `None` when a socket is not
+    /// found in `/proc/net/udp`.
+    pub fn kernel_drops(&self) -> Option<u64> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.inode)
+            .map(crate::ingest::kernel_drops::read)
+            .map(|c| c.map(|c| c.drops))
+            .sum()
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct StateDoc {
     pub version: &'static str,

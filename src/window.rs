@@ -249,6 +249,24 @@ impl TimeWindow {
         sums
     }
 
+    /// The window second by second, oldest first, ending with `now` (still
+    /// filling): one entry per second of the window, empty seconds as
+    /// zeros. What the status page draws, so that a page opened
+    /// mid-incident shows the whole window at once.
+    pub fn series(&self, now: u64) -> Vec<Sums> {
+        let n = self.seconds.len() as u64;
+        (0..n)
+            .rev()
+            .map(|back| {
+                let Some(at) = now.checked_sub(back) else {
+                    return Sums::default();
+                };
+                let s = &self.seconds[(at % n) as usize];
+                if s.at == at { s.sums } else { Sums::default() }
+            })
+            .collect()
+    }
+
     pub fn stats(&self, now: u64) -> WindowStats {
         let mut hist = [0u64; LAT_BUCKETS];
         let mut sums = Sums::default();
@@ -404,6 +422,23 @@ mod tests {
         // A slot reused after wrapping starts empty.
         w.push(220, ob(ATTEMPT, 0));
         assert_eq!(w.sums(220).attempts, 1);
+    }
+
+    #[test]
+    fn time_window_series_is_per_second_oldest_first() {
+        let mut w = TimeWindow::new(4);
+        w.push(10, ob(ATTEMPT | FAILED, 0));
+        w.push(12, ob(ATTEMPT | FINAL, 5));
+        w.push(12, ob(ATTEMPT | FINAL, 5));
+        let attempts = |now| w.series(now).iter().map(|s| s.attempts).collect::<Vec<_>>();
+        assert_eq!(attempts(12), [0, 1, 0, 2]);
+        assert_eq!(w.series(12)[1].failures, 1);
+        // Seconds that left the window, or that a wrapped slot reused,
+        // count as empty.
+        assert_eq!(attempts(14), [0, 2, 0, 0]);
+        assert_eq!(attempts(30), [0, 0, 0, 0]);
+        // Just after start, the seconds before zero are empty too.
+        assert_eq!(TimeWindow::new(3).series(1).len(), 3);
     }
 
     #[test]

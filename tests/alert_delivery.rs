@@ -92,6 +92,7 @@ fn notification(i: usize) -> Notification {
         first_seen: "2026-11-05T09:07:03Z".into(),
         resolved: false,
         runbook_url: Some("https://runbooks.example/RUNBOOK.md#failover".into()),
+        status_url: None,
     }
 }
 
@@ -116,6 +117,7 @@ fn config(url: &str) -> DeliveryConfig {
         drain_deadline: Duration::from_secs(5),
         backoff_base: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
+        status_url: None,
     }
 }
 

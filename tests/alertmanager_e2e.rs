@@ -123,7 +123,7 @@ fn two_instances_one_grouped_notification_then_one_resolved() {
         assert!(
             alert["generatorURL"]
                 .as_str()
-                .is_some_and(|u| u.ends_with("/state")),
+                .is_some_and(|u| u.ends_with('/')),
             "{alert}"
         );
     }

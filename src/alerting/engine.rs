@@ -83,6 +83,12 @@ pub struct RecentNotification {
     /// `sent` (handed to delivery), `suppressed_cooldown`,
     /// `suppressed_maintenance`, `dropped`.
     pub outcome: AlertOutcome,
+    /// What the status page shows as an open incident's evidence.
+    pub severity: Severity,
+    pub summary: String,
+    pub fields: Vec<(String, String)>,
+    /// It closed its incident.
+    pub resolved: bool,
 }
 
 /// Metric handles the loop owns, indexed by their label enums.
@@ -487,6 +493,10 @@ impl AlertLoop {
             pool: n.pool.clone(),
             title: n.title.clone(),
             outcome,
+            severity: n.severity,
+            summary: n.summary.clone(),
+            fields: n.fields.clone(),
+            resolved: n.resolved,
         });
     }
 }

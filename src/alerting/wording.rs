@@ -35,6 +35,9 @@ pub struct Notification {
     pub resolved: bool,
     /// Link to the RUNBOOK.md section, if `RUNBOOK_URL` is set.
     pub runbook_url: Option<String>,
+    /// Link to this poolwatch's status page, if `PUBLIC_URL` is set; the
+    /// sinks add it (see `DeliveryConfig::status_url`).
+    pub status_url: Option<String>,
 }
 
 /// The words for `f`. `runbook` is `RUNBOOK_URL`: each notification about
@@ -406,6 +409,7 @@ pub(crate) fn words(f: &Finding, runbook: Option<&str>) -> Notification {
             Kind::Maintenance => None,
             _ => runbook.map(|base| runbook_link(base, kind)),
         },
+        status_url: None,
     }
 }
 

@@ -11,19 +11,22 @@
 //!   starve neither the health check nor the webhook client;
 //! - [`routes`]: what each path answers;
 //! - [`admin`]: who may change state, decided from the request's headers
-//!   and peer before any body is read.
+//!   and peer before any body is read;
+//! - [`status`]: the status page at `/` and the stream of figures it
+//!   shows (`/events`).
 
 pub mod admin;
 pub mod routes;
 pub mod serve;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::alerting::AlertShared;
@@ -54,6 +57,9 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(status::page))
+        .route("/events", get(status::events))
+        .layer(Extension(status::HubCell::default()))
         .route("/metrics", get(routes::metrics))
         .route("/healthz", get(routes::healthz))
         .route("/state", get(routes::state_doc))

@@ -196,8 +196,13 @@ async fn connection(
     cancel: CancellationToken,
 ) {
     let flags = conn.flags.clone();
+    let shutdown = cancel.clone();
     let service = service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        // Lets a response that streams (the status page's events) end at
+        // shutdown instead of holding the connection open.
+        req.extensions_mut()
+            .insert(super::status::Shutdown(shutdown.clone()));
         let busy = Busy::enter(&flags);
         let call = app.clone().oneshot(req.map(Body::new));
         async move {

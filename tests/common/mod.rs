@@ -47,6 +47,8 @@
 // Integration tests only: the fixture capture example has no poolwatch
 // binary built for it.
 #[cfg(test)]
+pub mod chromium;
+#[cfg(test)]
 pub mod dashboard;
 #[cfg(test)]
 pub mod poolwatch;

@@ -97,6 +97,8 @@ pub struct DeliveryConfig {
     pub backoff_base: Duration,
     /// Largest backoff ceiling.
     pub backoff_max: Duration,
+    /// The status page (`PUBLIC_URL`), linked from every message.
+    pub status_url: Option<String>,
 }
 
 impl Default for DeliveryConfig {
@@ -109,6 +111,7 @@ impl Default for DeliveryConfig {
             drain_deadline: Duration::from_secs(10),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            status_url: None,
         }
     }
 }

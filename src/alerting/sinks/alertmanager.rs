@@ -77,7 +77,7 @@ pub struct AlertmanagerConfig {
     pub instance: String,
     /// Static labels added to every alert.
     pub labels: Vec<(String, String)>,
-    /// Where `/state` of this poolwatch is, for `generatorURL`.
+    /// This poolwatch's status page (`PUBLIC_URL`), for `generatorURL`.
     pub generator_url: String,
 }
 

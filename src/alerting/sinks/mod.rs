@@ -44,6 +44,8 @@ pub struct AlertQueue {
     sink: SinkName,
     /// With a Slack webhook: where a reload swaps its URL.
     webhook: Option<slack::WebhookSwitch>,
+    /// `PUBLIC_URL`'s status page, linked from each message.
+    status_url: Option<String>,
 }
 
 impl AlertQueue {
@@ -82,7 +84,7 @@ impl AlertQueue {
         done: Option<oneshot::Sender<Outcome>>,
     ) -> bool {
         let sink = self.sink;
-        let words = n.clone();
+        let words = with_status_url(n, self.status_url.as_deref());
         let parcel = Parcel {
             lane,
             latest: false,
@@ -92,6 +94,16 @@ impl AlertQueue {
         };
         self.queue.push(parcel).is_ok()
     }
+}
+
+/// `n`, linking to the status page at `url` unless it links somewhere
+/// already.
+fn with_status_url(n: &Notification, url: Option<&str>) -> Notification {
+    let mut n = n.clone();
+    if n.status_url.is_none() {
+        n.status_url = url.map(str::to_string);
+    }
+    n
 }
 
 fn render(sink: SinkName, n: &Notification) -> Bytes {
@@ -131,11 +143,13 @@ pub fn spawn(
             (queue, handle, None)
         }
     };
+    let status_url = cfg.status_url.clone();
     Ok((
         AlertQueue {
             queue,
             sink,
             webhook,
+            status_url,
         },
         handle,
     ))
@@ -146,6 +160,7 @@ pub fn spawn(
 /// alert-test`. The error is the reason, with every secret redacted.
 pub async fn send_one(cfg: &DeliveryConfig, n: &Notification) -> Result<(), String> {
     let policy = cfg.policy(cfg.max_retry_for.min(cfg.timeout * 3));
+    let n = &with_status_url(n, cfg.status_url.as_deref());
     let body = render(message_sink(cfg), n);
     let never = tokio_util::sync::CancellationToken::new();
     let sink = message_sink(cfg).label();

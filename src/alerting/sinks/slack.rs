@@ -278,6 +278,11 @@ fn context_elements(n: &Notification) -> Vec<Value> {
             }
         }));
     }
+    // Checked at start-up to be an http(s) URL; one that still cannot be
+    // a link is left out rather than shown as text nobody can open.
+    if let Some(target) = n.status_url.as_deref().and_then(link_target) {
+        elements.push(mrkdwn(format!("<{target}|Status page>")));
+    }
     elements
 }
 
@@ -718,6 +723,7 @@ mod tests {
             first_seen: "2026-11-05T09:07:03Z".into(),
             resolved: false,
             runbook_url: Some("https://example.com/RUNBOOK.md#failover".into()),
+            status_url: Some("https://poolwatch.example.com/".into()),
         }
     }
 
@@ -781,7 +787,8 @@ mod tests {
             [
                 "*Pool:* blue",
                 "First seen 2026-11-05T09:07:03Z",
-                "<https://example.com/RUNBOOK.md#failover|Runbook>"
+                "<https://example.com/RUNBOOK.md#failover|Runbook>",
+                "<https://poolwatch.example.com/|Status page>"
             ]
         );
         assert_eq!(
@@ -834,8 +841,10 @@ mod tests {
                 .unwrap()
                 .ends_with(escaped)
         );
-        // The one link is ours.
+        // The links are ours.
         let links = texts.iter().filter(|t| t.contains("|Runbook>")).count();
+        assert_eq!(links, 1);
+        let links = texts.iter().filter(|t| t.contains("|Status page>")).count();
         assert_eq!(links, 1);
     }
 
@@ -920,6 +929,7 @@ mod tests {
             first_seen: String::new(),
             resolved: false,
             runbook_url: None,
+            status_url: None,
         };
         let body = render(&n);
         check_contract(&body).unwrap();

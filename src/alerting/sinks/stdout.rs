@@ -35,6 +35,8 @@ pub struct Line<'a> {
     pub first_seen: &'a str,
     pub resolved: bool,
     pub runbook_url: Option<&'a str>,
+    /// The status page (`PUBLIC_URL`), if set.
+    pub status_url: Option<&'a str>,
 }
 
 impl<'a> Line<'a> {
@@ -51,6 +53,7 @@ impl<'a> Line<'a> {
             first_seen: &n.first_seen,
             resolved: n.resolved,
             runbook_url: n.runbook_url.as_deref(),
+            status_url: n.status_url.as_deref(),
         }
     }
 }
@@ -126,6 +129,7 @@ mod tests {
             first_seen: "2026-11-05T09:07:03Z".into(),
             resolved: false,
             runbook_url: None,
+            status_url: Some("https://poolwatch.example.com/".into()),
         }
     }
 
@@ -147,6 +151,7 @@ mod tests {
                 "first_seen": "2026-11-05T09:07:03Z",
                 "resolved": false,
                 "runbook_url": null,
+                "status_url": "https://poolwatch.example.com/",
             })
         );
         // Field order is the notification's.
