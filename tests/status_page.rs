@@ -172,6 +172,18 @@ fn page_shows_the_failover_then_its_end_and_toggles_maintenance() {
         c.text("#retries")
     );
 
+    // Rates need two looks at the counters: the next event has them.
+    assert!(
+        c.wait_for("/^[0-9.]+$/.test(document.querySelector('#ingest dd').innerText)"),
+        "no datagram rate: {}",
+        c.text("#ingest")
+    );
+    let retries = c.text("#retries");
+    assert!(
+        retries.contains("since start") && !retries.contains("–/s"),
+        "{retries}"
+    );
+
     // Screenshots for inspection, not blank.
     let dir = screenshot_dir();
     let mut shots = Vec::new();
@@ -225,6 +237,12 @@ fn page_shows_the_failover_then_its_end_and_toggles_maintenance() {
     assert!(ended, "page never showed the end: {}", c.text("body"));
     let incidents = c.text("#incidents");
     assert!(incidents.contains("No open incidents"), "{incidents}");
+    // stdout took every notification at once.
+    assert!(
+        c.wait_for("document.querySelector('#recent').innerText.includes('sent, delivered')"),
+        "{}",
+        c.text("#recent")
+    );
     assert!(
         incidents.contains("Last ended: Recovered: blue"),
         "{incidents}"
@@ -364,4 +382,41 @@ fn the_served_page_references_no_other_host() {
             assert!(!rest.contains("http") && !rest.contains("//"), "{rest}");
         }
     }
+}
+
+#[test]
+fn notifications_show_whether_they_were_delivered() {
+    // A webhook nobody listens on: every attempt is refused, and delivery
+    // gives up after ALERT_RETRY_FOR_SEC.
+    let hook = format!("http://127.0.0.1:{}/hook", common::free_port_tcp());
+    let pw = Poolwatch::start_with_env(
+        &[],
+        &[
+            ("POOL_ADDRS", "blue=127.0.0.1:3001,green=127.0.0.1:3002"),
+            ("ERROR_RATE_MIN_REQUESTS", "100000"),
+            ("SLACK_WEBHOOK_URL", hook.as_str()),
+            ("ALERT_RETRY_FOR_SEC", "1"),
+        ],
+    );
+    pw.send(&vec![ok("blue", 5); 20]);
+    pw.wait_judged();
+    pw.send(&[rescued()]);
+    let recent = |pw: &Poolwatch| pw.state()["alerting"]["recent"][0].clone();
+    assert!(
+        wait_until(PATIENCE, || recent(&pw)["delivered"] == false),
+        "{}",
+        recent(&pw)
+    );
+    assert_eq!(recent(&pw)["outcome"], "sent");
+    let mut c = Chromium::open(&format!("http://{}/", pw.http), 1280, 900);
+    assert!(
+        c.wait_for("document.querySelector('#recent li[data-outcome=\"failed\"]')"),
+        "{}",
+        c.text("#recent")
+    );
+    let shown = c.text("#recent");
+    assert!(
+        shown.contains("Failover: blue → green") && shown.contains("failed"),
+        "{shown}"
+    );
 }

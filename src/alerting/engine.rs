@@ -89,6 +89,12 @@ pub struct RecentNotification {
     pub fields: Vec<(String, String)>,
     /// It closed its incident.
     pub resolved: bool,
+    /// For `sent`: `true` once a sink delivered it, `false` once every
+    /// sink gave up on it (failed), `null` while delivery goes on.
+    pub delivered: Option<bool>,
+    /// Which send this was, to note its delivery.
+    #[serde(skip)]
+    id: u64,
 }
 
 /// Metric handles the loop owns, indexed by their label enums.
@@ -160,6 +166,10 @@ impl LoopMetrics {
 struct Pending {
     key: IncidentKey,
     phase: Phase,
+    /// Its delivery feeds the incident's bookkeeping (see `send`).
+    tracked: bool,
+    /// The [`RecentNotification`] whose `delivered` it settles.
+    recent: u64,
     outcomes: Vec<oneshot::Receiver<Outcome>>,
 }
 
@@ -196,6 +206,8 @@ pub struct AlertLoop {
     recent: VecDeque<RecentNotification>,
     persist: Option<Persist>,
     live: Option<watch::Receiver<LiveAlerting>>,
+    /// Id of the next [`RecentNotification`].
+    next_recent: u64,
 }
 
 impl AlertLoop {
@@ -218,6 +230,7 @@ impl AlertLoop {
             recent: VecDeque::new(),
             persist: None,
             live: None,
+            next_recent: 0,
         }
     }
 
@@ -423,13 +436,13 @@ impl AlertLoop {
             }
             AlertOutcome::Dropped
         } else {
-            if tracked {
-                self.pending.push(Pending {
-                    key: f.key,
-                    phase: f.phase,
-                    outcomes: submitted.outcomes,
-                });
-            }
+            self.pending.push(Pending {
+                key: f.key,
+                phase: f.phase,
+                tracked,
+                recent: self.next_recent,
+                outcomes: submitted.outcomes,
+            });
             AlertOutcome::Sent
         };
         self.remember(&n, outcome, now);
@@ -440,6 +453,12 @@ impl AlertLoop {
     /// evidence announce the incident again.
     fn collect_results(&mut self) {
         let incidents = &mut self.incidents;
+        let recent = &mut self.recent;
+        let mut settle = |id: u64, delivered: bool| {
+            if let Some(r) = recent.iter_mut().find(|r| r.id == id) {
+                r.delivered = Some(delivered);
+            }
+        };
         self.pending.retain_mut(|p| {
             let mut delivered = false;
             p.outcomes.retain_mut(|rx| match rx.try_recv() {
@@ -452,10 +471,14 @@ impl AlertLoop {
             });
             if delivered {
                 // Told: whatever the other sinks do no longer matters here.
+                settle(p.recent, true);
                 return false;
             }
             if p.outcomes.is_empty() {
-                incidents.delivery_failed(p.key, p.phase);
+                settle(p.recent, false);
+                if p.tracked {
+                    incidents.delivery_failed(p.key, p.phase);
+                }
                 return false;
             }
             true
@@ -497,7 +520,10 @@ impl AlertLoop {
             summary: n.summary.clone(),
             fields: n.fields.clone(),
             resolved: n.resolved,
+            delivered: None,
+            id: self.next_recent,
         });
+        self.next_recent += 1;
     }
 }
 

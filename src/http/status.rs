@@ -357,3 +357,43 @@ struct Doc<'a> {
     /// `ADMIN_TOKEN` is set: the maintenance control asks for it.
     admin_token_required: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(datagrams: u64, blue_to_green: u64) -> Counters {
+        Counters {
+            datagrams,
+            retried: vec![vec![0, blue_to_green], vec![0, 0]],
+        }
+    }
+
+    #[test]
+    fn rates_come_from_two_looks_far_enough_apart() {
+        let mut r = Rates::default();
+        let t0 = Instant::now();
+        assert_eq!(r.note(t0, counters(100, 3)), None);
+        let (dgrams, retries) = r
+            .note(t0 + Duration::from_secs(2), counters(300, 13))
+            .unwrap();
+        assert!((dgrams - 100.0).abs() < 1e-9);
+        assert!((retries[0][1] - 5.0).abs() < 1e-9);
+        // A look right after another leaves the last rates standing and
+        // measures the next interval from the earlier look.
+        let again = r.note(t0 + Duration::from_millis(2100), counters(1000, 13));
+        assert_eq!(again.map(|r| r.0), Some(dgrams));
+        let (dgrams, _) = r
+            .note(t0 + Duration::from_secs(3), counters(400, 13))
+            .unwrap();
+        assert!((dgrams - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_page_is_one_document_with_its_assets_inline() {
+        assert!(PAGE.starts_with("<!doctype html>"));
+        assert!(PAGE.contains("<style>") && PAGE.contains("<script>"));
+        assert!(PAGE.trim_end().ends_with("</html>"));
+        assert!(PAGE.len() < 64 * 1024, "{} bytes", PAGE.len());
+    }
+}

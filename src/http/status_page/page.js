@@ -65,7 +65,7 @@
     maintenance: "Maintenance", test: "Test"
   };
   var OUTCOME = {
-    sent: "sent", failed: "failed", dropped: "dropped (queue full)",
+    sent: "sent", failed: "failed (every sink gave up)", dropped: "dropped (queue full)",
     suppressed_cooldown: "held back (cooldown)",
     suppressed_maintenance: "held back (maintenance)"
   };
@@ -226,9 +226,12 @@
 
   function renderRecent(d) {
     var items = d.recent.slice().reverse().map(function (r) {
-      var out = OUTCOME[r.outcome] || r.outcome;
-      var cls = r.outcome === "sent" ? "good" : r.outcome === "failed" || r.outcome === "dropped" ? "bad" : "warn";
-      return el("li", { "data-outcome": r.outcome },
+      var outcome = r.outcome;
+      if (outcome === "sent" && r.delivered === false) outcome = "failed";
+      var out = OUTCOME[outcome] || outcome;
+      if (outcome === "sent") out = r.delivered ? "sent, delivered" : "sent, delivering…";
+      var cls = outcome === "sent" ? "good" : outcome === "failed" || outcome === "dropped" ? "bad" : "warn";
+      return el("li", { "data-outcome": outcome },
         el("time", { text: r.at }), el("span", { "class": "title", text: r.title }),
         el("span", { "class": cls, text: out }));
     });
