@@ -352,7 +352,7 @@ fn permanent_refusals_fail_at_once() {
 fn hanging_server_never_blocks_submit() {
     let hook = Webhook::start();
     hook.set_mode(Mode::Hang);
-    let timeout = Duration::from_millis(300);
+    let timeout = Duration::from_secs(1);
     let mut h = Harness::start(DeliveryConfig {
         queue_size: 1000,
         timeout,
@@ -386,13 +386,16 @@ fn hanging_server_never_blocks_submit() {
     assert_eq!(h.alerts("failover", "dropped"), 1.0);
     assert!(logs().contains(&format!("alert #{i}")), "drop not logged");
 
-    // Each attempt ends at the timeout and is retried. (Arrival times
-    // trail the client's start of the request by a little.)
+    // Each attempt ends at the timeout and is retried. A retry that did
+    // not wait for the timeout would arrive after the backoff alone (at
+    // most 200 ms). Arrivals trail the client's start of each request by
+    // however long a busy machine keeps the threads waiting, so the bound
+    // is half the timeout: the other half absorbs that delay.
     let received = hook.wait_for(3, PATIENCE);
     for pair in received.windows(2) {
         let gap = pair[1].at.duration_since(pair[0].at);
         assert!(
-            gap >= timeout * 9 / 10,
+            gap >= timeout / 2,
             "retried {gap:?} after a hanging attempt"
         );
     }
