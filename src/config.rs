@@ -206,7 +206,8 @@ pub struct ReceiverArgs {
     pub ready_file: Option<PathBuf>,
 
     /// Keep what must outlive a restart in this file: open incidents and
-    /// what was told about them, maintenance, the learned address map.
+    /// what was told about them, maintenance, the learned address map, the
+    /// alerts posted to Alertmanager.
     /// Written atomically on every change (at most every 250 ms) and at
     /// shutdown, read at start; a file that is corrupt, older than an hour
     /// or written for other POOLS or ACTIVE_POOL is set aside (renamed,

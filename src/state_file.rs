@@ -4,9 +4,10 @@
 //!
 //! It holds the open incidents (start, last bad sighting, evidence of
 //! health, whether and when people were told), maintenance, the primary
-//! and serving pool the rules settled on, and the learned address map. Not
-//! the windows or counters: they describe traffic, and traffic after the
-//! restart is what the rules judge.
+//! and serving pool the rules settled on, the learned address map, and the
+//! alerts on the Alertmanager sink's board (so that Alertmanager keeps
+//! seeing the same alerts). Not the windows or counters: they describe
+//! traffic, and traffic after the restart is what the rules judge.
 //!
 //! Written off the alert loop's path: the loop publishes the latest state
 //! on a watch channel whenever it changed, and a writer task writes it,
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::alerting::incident::SavedIncident;
+use crate::alerting::sinks::alertmanager::SavedAlert;
 use crate::maintenance::SavedMaintenance;
 
 /// The format written; a file of another version is set aside.
@@ -74,6 +76,11 @@ pub struct Saved {
     pub incidents: Vec<SavedIncident>,
     pub maintenance: Option<SavedMaintenance>,
     pub addresses: Vec<SavedAddr>,
+    /// The alerts on the Alertmanager sink's board, firing and recently
+    /// resolved; empty without Alertmanager. Optional in the format (a file
+    /// written before it was kept reads as empty), so the version stays.
+    #[serde(default)]
+    pub alertmanager: Vec<SavedAlert>,
 }
 
 /// Why a state file was not used.
@@ -296,6 +303,7 @@ mod tests {
                 addr: "10.0.0.2:3000".into(),
                 pool: "blue".into(),
             }],
+            alertmanager: vec![],
         }
     }
 
@@ -329,6 +337,14 @@ mod tests {
         assert_eq!(why(&bytes(&o)), SetAside::OtherSettings);
         assert_eq!(why(&bytes(&saved(1000.0 - MAX_AGE - 1.0))), SetAside::Stale);
         assert!(check(&bytes(&saved(999.0)), &fp(), 1000.0).is_ok());
+    }
+
+    #[test]
+    fn a_file_without_alertmanager_alerts_reads_as_an_empty_board() {
+        let mut v = serde_json::to_value(saved(999.0)).unwrap();
+        v.as_object_mut().unwrap().remove("alertmanager");
+        let back = check(&serde_json::to_vec(&v).unwrap(), &fp(), 1000.0).expect("usable");
+        assert_eq!(back, saved(999.0));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::delivery::{AlertOutcome, Outcome, SinkName};
 use super::finding::{Facts, Finding, IncidentKey, Kind, Phase, Severity};
 use super::incident::{Decision, Incidents, OpenIncident};
 use super::rules::{Rules, RulesConfig};
-use super::sinks::Sinks;
+use super::sinks::{Sinks, alertmanager};
 use super::snapshot::Snapshot;
 use super::wording::{Notification, timestamp, words};
 use crate::maintenance::{Maintenance, MaintenanceStatus, Transition};
@@ -259,7 +259,8 @@ impl AlertLoop {
 
     /// Take up where the run that wrote `saved` left off, at `now`: its open
     /// incidents, what was told, its primary and serving pool, the learned
-    /// addresses and maintenance. All or nothing: an error (a pool this run
+    /// addresses, maintenance and the alerts Alertmanager was sent (posted
+    /// again at the next tick). All or nothing: an error (a pool this run
     /// does not know) changes nothing.
     pub fn restore(
         &mut self,
@@ -292,9 +293,15 @@ impl AlertLoop {
             .iter()
             .map(|a| Ok((a.addr.clone(), find(&a.pool)?)))
             .collect::<Result<Vec<_>, String>>()?;
+        let board = alertmanager::restorable(&saved.alertmanager, &labels, known)?;
         let baseline = Snapshot::take(&p, shared.now_secs());
         self.incidents
             .restore(&saved.incidents, &labels, known, &baseline)?;
+        let maintenance_told = saved
+            .maintenance
+            .as_ref()
+            .is_some_and(|m| m.announced.is_some());
+        self.sinks.restore(board, maintenance_told, now);
         let failover = IncidentKey {
             kind: Kind::Failover,
             pool: Some(primary),
@@ -309,6 +316,7 @@ impl AlertLoop {
         }
         tracing::info!(
             open_incidents = saved.incidents.len(),
+            alertmanager_alerts = saved.alertmanager.len(),
             primary = %saved.primary,
             learned_addresses = learned,
             maintenance = alerts.maintenance().is_on(),
@@ -499,6 +507,7 @@ impl AlertLoop {
             incidents: self.incidents.export(labels),
             maintenance: alerts.maintenance().export(),
             addresses: ps.addrs.clone(),
+            alertmanager: self.sinks.export(labels),
         };
         if ps.last.as_ref() != Some(&saved) {
             ps.tx.send_replace(Some(saved.clone()));

@@ -40,12 +40,20 @@
 //! The board travels in a lane where only the newest post matters (see
 //! `delivery::queue`), so a post that hangs or fails delays the next state
 //! by one attempt at most.
+//!
+//! The board outlives a restart in the state file ([`SavedAlert`]): each
+//! alert as it was posted, so the new process posts the very same alerts
+//! (labels, annotations, `startsAt`) at its first tick, before they lapse,
+//! and resolves them when their incidents close. They are kept as posted,
+//! not rebuilt from the incidents, because their words and severity come
+//! from the last notification, which the incidents do not keep.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -149,12 +157,85 @@ impl Transport for Target {
     }
 }
 
-/// An alert as Alertmanager gets it.
+/// An alert as Alertmanager gets it, and the incident it is for.
 #[derive(Debug, Clone, PartialEq)]
 struct Alert {
+    key: IncidentKey,
     labels: BTreeMap<String, String>,
     annotations: BTreeMap<String, String>,
     starts_at: f64,
+}
+
+/// An alert of the board as the state file keeps it: pools by their
+/// labels, times in Unix seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedAlert {
+    /// The incident's kind (`failover`, `error_rate`,
+    /// `users_seeing_errors`, `maintenance`).
+    pub kind: String,
+    pub pool: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at: f64,
+    /// When it resolved; `None` while it fires.
+    pub resolved_at: Option<f64>,
+}
+
+/// Saved alerts checked against this run's pools, ready to go back on the
+/// board (see [`restorable`]).
+#[derive(Debug, Default)]
+pub struct Restorable {
+    firing: Vec<Alert>,
+    resolved: Vec<(Alert, f64)>,
+}
+
+/// Checks `saved` against this run's pools (the first `known` of
+/// `labels`), without changing anything: an alert naming a kind or pool
+/// this run does not know, or a time that is no time, is an error.
+pub fn restorable(
+    saved: &[SavedAlert],
+    labels: &[String],
+    known: usize,
+) -> Result<Restorable, String> {
+    let mut out = Restorable::default();
+    for s in saved {
+        let kind = [
+            Kind::Failover,
+            Kind::ErrorRate,
+            Kind::UsersSeeingErrors,
+            Kind::Maintenance,
+        ]
+        .into_iter()
+        .find(|k| k.label() == s.kind)
+        .ok_or_else(|| format!("unknown alert kind '{}'", s.kind))?;
+        let pool = match s.pool.as_deref() {
+            Some(label) => Some(
+                labels[..known.min(labels.len())]
+                    .iter()
+                    .position(|l| l == label)
+                    .ok_or_else(|| format!("unknown pool '{label}'"))?,
+            ),
+            None => None,
+        };
+        let wants_pool = matches!(kind, Kind::Failover | Kind::ErrorRate);
+        if pool.is_some() != wants_pool {
+            return Err(format!("alert '{}' with a wrong pool", s.kind));
+        }
+        if !s.starts_at.is_finite() || s.resolved_at.is_some_and(|t| !t.is_finite()) {
+            return Err(format!("alert '{}' with a time that is no time", s.kind));
+        }
+        let alert = Alert {
+            key: IncidentKey { kind, pool },
+            labels: s.labels.clone(),
+            annotations: s.annotations.clone(),
+            starts_at: s.starts_at,
+        };
+        match s.resolved_at {
+            Some(at) => out.resolved.push((alert, at)),
+            None => out.firing.push(alert),
+        }
+    }
+    Ok(out)
 }
 
 /// The alerts Alertmanager should know about.
@@ -178,6 +259,7 @@ impl Board {
         match f.phase {
             Phase::Open | Phase::Repeat | Phase::Event => {
                 let alert = Alert {
+                    key: f.key,
                     labels: labels(cfg, name, f),
                     annotations,
                     starts_at: f.started,
@@ -235,6 +317,43 @@ impl Board {
 
     fn is_empty(&self) -> bool {
         self.firing.is_empty() && self.resolved.is_empty()
+    }
+
+    /// The board for the state file, pools by their `labels`.
+    fn export(&self, labels: &[String]) -> Vec<SavedAlert> {
+        let saved = |a: &Alert, resolved_at: Option<f64>| SavedAlert {
+            kind: a.key.kind.label().to_string(),
+            pool: a.key.pool.map(|p| labels[p].clone()),
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            starts_at: a.starts_at,
+            resolved_at,
+        };
+        self.firing
+            .values()
+            .map(|a| saved(a, None))
+            .chain(self.resolved.iter().map(|(a, at)| saved(a, Some(*at))))
+            .collect()
+    }
+
+    /// Takes up the board a previous run left. Its firing alerts go back
+    /// as they were; whether their incidents are still open is settled by
+    /// [`Board::retain_open`] at the next tick. A maintenance alert fires
+    /// on only if that maintenance is still `maintenance_told`; otherwise
+    /// it is resolved `now`. Due for a post at once: the alerts' leases
+    /// ran on while no process re-sent them.
+    fn restore(&mut self, r: Restorable, maintenance_told: bool, now: f64) {
+        for alert in r.firing {
+            if alert.key.kind == Kind::Maintenance && !maintenance_told {
+                self.resolved.push((alert, now));
+            } else {
+                // Restored before the first tick, so nothing fires yet; if
+                // something did, it is newer and stays.
+                self.firing.entry(alert.key).or_insert(alert);
+            }
+        }
+        self.resolved.extend(r.resolved);
+        self.posted_at = None;
     }
 
     /// True when the board is due for a re-send at `now`.
@@ -326,6 +445,17 @@ impl Alertmanager {
             },
             handle,
         ))
+    }
+
+    /// The board, for the state file.
+    pub fn export(&self, labels: &[String]) -> Vec<SavedAlert> {
+        self.board.export(labels)
+    }
+
+    /// Puts back the board a previous run saved (see [`restorable`]); the
+    /// next [`Alertmanager::tick`] posts it.
+    pub fn restore(&mut self, r: Restorable, maintenance_told: bool, now: f64) {
+        self.board.restore(r, maintenance_told, now);
     }
 
     /// Takes `f` (worded `n`) onto the board and posts the board to every
@@ -511,6 +641,24 @@ mod tests {
         }
     }
 
+    fn maintenance_started(at: f64) -> Finding {
+        Finding {
+            key: IncidentKey {
+                kind: Kind::Maintenance,
+                pool: None,
+            },
+            phase: Phase::Open,
+            severity: Severity::Info,
+            started: at,
+            at,
+            facts: Facts::MaintenanceStarted {
+                by: "alice".into(),
+                reason: "deploy".into(),
+                until: None,
+            },
+        }
+    }
+
     fn posted(board: &mut Board, now: f64) -> Vec<Value> {
         serde_json::from_slice(&board.render(&cfg(), now)).unwrap()
     }
@@ -651,6 +799,94 @@ mod tests {
         b.render(&cfg, 100.0);
         assert!(!b.due(&cfg, 129.0));
         assert!(b.due(&cfg, 130.0));
+    }
+
+    #[test]
+    fn a_restored_board_posts_the_same_alerts_at_once_and_resolves_them() {
+        let cfg = cfg();
+        let labels: Vec<String> = ["blue", "green", "other"].map(String::from).to_vec();
+        let mut b = Board::default();
+        let f = failover(Phase::Open, 0, 1_800_000_000.0);
+        b.apply(&cfg, &f, &words(&f, Some("https://x.test/RUNBOOK.md")));
+        let m = maintenance_started(1_800_000_002.0);
+        b.apply(&cfg, &m, &words(&m, None));
+        let before = posted(&mut b, 1_800_000_003.0);
+        let saved = b.export(&labels);
+        assert_eq!(saved.len(), 2);
+        let json = serde_json::to_string(&saved).unwrap();
+        let back: Vec<SavedAlert> = serde_json::from_str(&json).unwrap();
+
+        // The new process, 100 s later: both fire again at once, as they
+        // were, with a new lease.
+        let mut after = Board::default();
+        after.restore(
+            restorable(&back, &labels, 2).unwrap(),
+            true,
+            1_800_000_100.0,
+        );
+        assert!(after.due(&cfg, 1_800_000_100.0));
+        let again = posted(&mut after, 1_800_000_100.0);
+        assert_eq!(again.len(), 2);
+        for (a, b) in before.iter().zip(&again) {
+            assert_eq!(a["labels"], b["labels"]);
+            assert_eq!(a["annotations"], b["annotations"]);
+            assert_eq!(a["startsAt"], b["startsAt"]);
+        }
+        assert_eq!(again[0]["endsAt"], "2027-01-15T08:03:40.000Z");
+        // Its incident resolves: the same alert ends.
+        let r = recovery(1_800_000_200.0);
+        assert!(after.apply(&cfg, &r, &words(&r, None)));
+        let alerts = posted(&mut after, 1_800_000_201.0);
+        let failover = alerts
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "PoolwatchFailover")
+            .unwrap();
+        assert_eq!(failover["labels"], before[0]["labels"]);
+        assert_eq!(failover["startsAt"], "2027-01-15T08:00:00.000Z");
+        assert_eq!(failover["endsAt"], "2027-01-15T08:03:20.000Z");
+
+        // Maintenance no longer told after the restart: its alert ends.
+        let mut quiet = Board::default();
+        quiet.restore(
+            restorable(&back, &labels, 2).unwrap(),
+            false,
+            1_800_000_100.0,
+        );
+        let alerts = posted(&mut quiet, 1_800_000_100.0);
+        let maint = alerts
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "PoolwatchMaintenance")
+            .unwrap();
+        assert_eq!(maint["endsAt"], "2027-01-15T08:01:40.000Z");
+        // Resolved alerts come back resolved, still re-sent for a while.
+        let mut resolved = Board::default();
+        resolved.restore(
+            restorable(&after.export(&labels), &labels, 2).unwrap(),
+            true,
+            1_800_000_202.0,
+        );
+        assert_eq!(resolved.resolved.len(), 1);
+        assert_eq!(resolved.firing.len(), 1, "maintenance still fires");
+    }
+
+    #[test]
+    fn a_saved_alert_for_an_unknown_pool_is_refused() {
+        let labels: Vec<String> = ["blue", "green", "other"].map(String::from).to_vec();
+        let mut b = Board::default();
+        let f = failover(Phase::Open, 0, 1_800_000_000.0);
+        b.apply(&cfg(), &f, &words(&f, None));
+        let mut saved = b.export(&labels);
+        assert!(restorable(&saved, &labels, 2).is_ok());
+        saved[0].pool = Some("other".into());
+        assert!(restorable(&saved, &labels, 2).is_err());
+        saved[0].pool = None;
+        assert!(restorable(&saved, &labels, 2).is_err());
+        saved[0].pool = Some("blue".into());
+        saved[0].kind = "pool_switch".into();
+        assert!(restorable(&saved, &labels, 2).is_err());
+        saved[0].kind = "failover".into();
+        saved[0].starts_at = f64::NAN;
+        assert!(restorable(&saved, &labels, 2).is_err());
     }
 
     #[test]

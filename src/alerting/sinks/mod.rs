@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use self::alertmanager::Alertmanager;
+use self::alertmanager::{Alertmanager, Restorable, SavedAlert};
 use self::slack::Slack;
 use self::stdout::Stdout;
 use super::delivery::queue::{Body, Lane, Parcel, Queue, Tracked};
@@ -220,6 +220,23 @@ impl Sinks {
             outcomes.extend(am.submit(f, n, now));
         }
         Submitted { outcomes }
+    }
+
+    /// What the sinks that hold state (Alertmanager's board) must carry
+    /// across a restart, pools by their `labels`; empty without them.
+    pub(crate) fn export(&self, labels: &[String]) -> Vec<SavedAlert> {
+        self.alertmanager
+            .as_ref()
+            .map_or_else(Vec::new, |am| am.export(labels))
+    }
+
+    /// Puts back what a previous run's Alertmanager board held (dropped
+    /// when Alertmanager is no longer configured); see
+    /// [`Alertmanager::restore`].
+    pub(crate) fn restore(&mut self, r: Restorable, maintenance_told: bool, now: f64) {
+        if let Some(am) = &mut self.alertmanager {
+            am.restore(r, maintenance_told, now);
+        }
     }
 
     /// Once per tick: sinks that hold state (Alertmanager) drop what
