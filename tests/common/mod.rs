@@ -117,7 +117,17 @@ pub fn notice(message: &str) {
 
 /// Bytes queued in the receive buffer of the IPv4 UDP socket bound to
 /// `addr` (`rx_queue` in `/proc/net/udp`), `None` if no such socket exists.
+///
+/// The kernel writes `/proc/net/udp` a page at a time, walking its socket
+/// table afresh for each page: when other programs close UDP sockets
+/// meanwhile (a busy machine, other tests), the walk shifts and a socket
+/// can be left out of one read. So a socket missing from one read is
+/// looked for again; one that is really gone is missing from every read.
 pub fn udp_receive_queue(addr: SocketAddr) -> Option<usize> {
+    (0..50).find_map(|_| udp_receive_queue_once(addr))
+}
+
+fn udp_receive_queue_once(addr: SocketAddr) -> Option<usize> {
     let text = fs::read_to_string("/proc/net/udp").ok()?;
     text.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
