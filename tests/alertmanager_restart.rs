@@ -15,13 +15,12 @@ mod common;
 #[path = "common/alertmanager.rs"]
 mod alertmanager;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use alertmanager::{Alertmanager, Route};
 use common::poolwatch::Poolwatch;
-use common::wait_until;
 use common::webhook::Webhook;
+use common::{TempDir, read_json, wait_until};
 use serde_json::Value;
 
 const BLUE: &str = "127.0.0.1:3001";
@@ -54,30 +53,6 @@ fn healthy(pw: &Poolwatch, pool: &str) {
 fn failover(pw: &Poolwatch) {
     pw.send(&[line(200, "500, 200", &format!("{BLUE}, {GREEN}"), "green")]);
     healthy(pw, "green");
-}
-
-/// A directory of its own for one test's files, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(prefix: &str) -> Dir {
-        let d = common::unique_temp_path(prefix);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn read_state(path: &Path) -> Value {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
 }
 
 /// The active `PoolwatchFailover` alerts of `instance` that Alertmanager's
@@ -124,8 +99,8 @@ fn restart_keeps_the_alert(kill: bool) {
             repeat_interval: Duration::from_secs(3600),
         },
     );
-    let dir = Dir::new("poolwatch-am-restart");
-    let state = dir.0.join("state.json");
+    let dir = TempDir::new("poolwatch-am-restart");
+    let state = dir.path("state.json");
     let (am_url, state_s, resend) = (
         am.url(),
         state.to_str().unwrap().to_string(),
@@ -161,13 +136,13 @@ fn restart_keeps_the_alert(kill: bool) {
     // The same write that records the failover as told carries its alert.
     assert!(
         wait_until(WAIT, || {
-            read_state(&state)["incidents"].as_array().is_some_and(|a| {
+            read_json(&state)["incidents"].as_array().is_some_and(|a| {
                 a.iter()
                     .any(|i| i["kind"] == "failover" && i["announced"] == true)
             })
         }),
         "{}",
-        read_state(&state)
+        read_json(&state)
     );
     if kill {
         pw.kill();

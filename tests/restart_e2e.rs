@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::poolwatch::{Poolwatch, poolwatch_bin};
 use common::webhook::{Mode, Webhook};
-use common::{PATIENCE, wait_until};
+use common::{PATIENCE, TempDir, read_json, wait_until};
 
 const BLUE: &str = "127.0.0.1:3001";
 const GREEN: &str = "127.0.0.1:3002";
@@ -48,48 +48,11 @@ fn texts(hook: &Webhook) -> Vec<String> {
         .collect()
 }
 
-/// A directory of its own for one test's files, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(prefix: &str) -> Dir {
-        let d = common::unique_temp_path(prefix);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn read_state(path: &Path) -> serde_json::Value {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
-}
-
 /// Wait until the state file says blue's failover is open and was told.
 fn wait_for_saved_failover(path: &Path) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
     let ok = wait_until(PATIENCE, || {
-        last = read_state(path);
+        last = read_json(path);
         last["incidents"].as_array().is_some_and(|a| {
             a.iter()
                 .any(|i| i["kind"] == "failover" && i["pool"] == "blue" && i["announced"] == true)
@@ -157,7 +120,7 @@ fn failover_then_restart(
 #[test]
 fn sigterm_restart_mid_failover_keeps_the_cooldown_and_tells_the_recovery() {
     let hook = Webhook::start();
-    let dir = Dir::new("poolwatch-restart");
+    let dir = TempDir::new("poolwatch-restart");
     let state = dir.path("state.json");
     let (url, state_s) = (hook.url(), state.to_str().unwrap().to_string());
     let env = restart_env(&url, &state_s);
@@ -194,7 +157,7 @@ fn sigterm_restart_mid_failover_keeps_the_cooldown_and_tells_the_recovery() {
 #[test]
 fn sigkill_mid_incident_uses_the_last_written_state() {
     let hook = Webhook::start();
-    let dir = Dir::new("poolwatch-sigkill");
+    let dir = TempDir::new("poolwatch-sigkill");
     let state = dir.path("state.json");
     let (url, state_s) = (hook.url(), state.to_str().unwrap().to_string());
     let env = restart_env(&url, &state_s);
@@ -211,7 +174,7 @@ fn sigkill_mid_incident_uses_the_last_written_state() {
         !names.iter().any(|n| n.contains(&format!(".{pid}."))),
         "{names:?}"
     );
-    assert_eq!(read_state(&state)["version"], 1);
+    assert_eq!(read_json(&state)["version"], 1);
 }
 
 #[test]
@@ -244,7 +207,7 @@ fn unusable_state_files_are_set_aside_and_poolwatch_starts() {
         ("other-settings", state(now - 5.0, "blue,green,red", 1)),
         ("version", state(now - 5.0, "blue,green", 99)),
     ] {
-        let dir = Dir::new("poolwatch-aside");
+        let dir = TempDir::new("poolwatch-aside");
         let path = dir.path("state.json");
         std::fs::write(&path, &content).unwrap();
         let mut pw = Poolwatch::start_with_env(&[], &[("STATE_FILE", path.to_str().unwrap())]);
@@ -270,7 +233,7 @@ fn unusable_state_files_are_set_aside_and_poolwatch_starts() {
             "{reason}: renamed, not rewritten"
         );
         // A fresh state is written in its place.
-        assert_eq!(read_state(&path)["version"], 1, "{reason}");
+        assert_eq!(read_json(&path)["version"], 1, "{reason}");
         assert_eq!(pw.stop(), Some(0));
     }
 }
@@ -284,7 +247,7 @@ fn write_env(path: &Path, lines: &[String]) {
 fn sighup_applies_a_new_threshold_webhook_and_allowlist_then_rejects_a_bad_file() {
     let first = Webhook::start();
     let second = Webhook::start_at("/services/T000/B000/YYYYYYYYYYYYYYYYYYYYYYYY");
-    let dir = Dir::new("poolwatch-hup");
+    let dir = TempDir::new("poolwatch-hup");
     let env_file = dir.path("poolwatch.env");
     let base = |threshold: &str, hook: &str| {
         vec![
@@ -371,7 +334,7 @@ fn sighup_applies_a_new_threshold_webhook_and_allowlist_then_rejects_a_bad_file(
 
 #[test]
 fn real_environment_wins_over_the_file_on_reload() {
-    let dir = Dir::new("poolwatch-envwins");
+    let dir = TempDir::new("poolwatch-envwins");
     let env_file = dir.path("poolwatch.env");
     write_env(&env_file, &["ERROR_RATE_THRESHOLD=10".to_string()]);
     let pw = Poolwatch::start_with_env(
@@ -410,7 +373,7 @@ fn reload_cli(pw: &Poolwatch, token: &str) -> std::process::Output {
 
 #[test]
 fn poolwatch_reload_goes_through_the_authorised_api() {
-    let dir = Dir::new("poolwatch-reload-cli");
+    let dir = TempDir::new("poolwatch-reload-cli");
     let env_file = dir.path("poolwatch.env");
     write_env(&env_file, &["ERROR_RATE_THRESHOLD=10".to_string()]);
     let pw = Poolwatch::start_with_env(
@@ -519,7 +482,7 @@ fn an_unwritable_state_file_stops_start_up() {
 
 #[test]
 fn a_reload_changes_the_log_level() {
-    let dir = Dir::new("poolwatch-loglevel");
+    let dir = TempDir::new("poolwatch-loglevel");
     let env_file = dir.path("poolwatch.env");
     write_env(&env_file, &["LOG_LEVEL=info".to_string()]);
     let pw = Poolwatch::start_with_env(&["--env-file", env_file.to_str().unwrap()], &[]);
@@ -556,7 +519,7 @@ fn a_reload_changes_the_log_level() {
 #[test]
 fn maintenance_outlives_a_restart_without_a_second_start_notice() {
     let hook = Webhook::start();
-    let dir = Dir::new("poolwatch-maint-restart");
+    let dir = TempDir::new("poolwatch-maint-restart");
     let state = dir.path("state.json");
     let (url, state_s) = (hook.url(), state.to_str().unwrap().to_string());
     let env = [
@@ -573,7 +536,7 @@ fn maintenance_outlives_a_restart_without_a_second_start_notice() {
     assert_eq!(status, 200, "{body}");
     hook.wait_for_accepted(1, PATIENCE);
     assert!(wait_until(PATIENCE, || {
-        read_state(&state)["maintenance"]["announced"]["reason"] == "deploy v2"
+        read_json(&state)["maintenance"]["announced"]["reason"] == "deploy v2"
     }));
     assert_eq!(pw.stop(), Some(0));
 
