@@ -8,7 +8,9 @@
 //! When a batch comes back full and the socket still holds more, a backlog
 //! has built: batches then go to a parse worker ([`worker`]) so receiving
 //! and parsing run on both cores at once. A burst that one batch takes
-//! whole is parsed in place, as is everything at ordinary rates.
+//! whole is parsed in place, as is everything at ordinary rates. After a
+//! batch that took the socket empty, a UDP receive thread waits a moment
+//! ([`pace`]) so that its next wake-up finds several datagrams, not one.
 //!
 //! The thread wakes only for datagrams: no receive timeout, no heartbeat.
 //! It says when it enters and leaves its receive call
@@ -24,6 +26,7 @@ pub mod affinity;
 pub mod allow;
 pub mod batch;
 pub mod kernel_drops;
+pub mod pace;
 pub mod socket;
 pub mod worker;
 
@@ -38,6 +41,7 @@ use crate::record::Decoder;
 use crate::state::{Liveness, Shared};
 use allow::AllowList;
 use batch::RecvBatch;
+use pace::Pace;
 use socket::Listener;
 use worker::Worker;
 
@@ -106,6 +110,11 @@ fn run(listener: &Listener, shared: &Arc<Shared>, live: &Liveness, stop: &Atomic
             None
         }
     };
+    let mut pace = if listener.paced {
+        Pace::udp(listener.granted_buffer, batch.capacity())
+    } else {
+        Pace::off()
+    };
     // While the receive call keeps failing, the thread counts as out of it
     // since the first failure: a loop that only fails is stuck.
     let mut failing_since = None;
@@ -121,16 +130,22 @@ fn run(listener: &Listener, shared: &Arc<Shared>, live: &Liveness, stop: &Atomic
                 if stopping {
                     batch.drop_shutdown_tail();
                 }
-                let now = elapsed.as_secs();
+                let received = batch.len();
+                let backlog = backlog(&batch, &listener.fd);
                 dispatch(
                     worker.as_mut(),
-                    &listener.fd,
+                    backlog,
                     shared,
                     allow.as_mut().and_then(|a| a.current()),
                     &mut decoder,
                     &mut batch,
-                    now,
+                    elapsed.as_secs(),
                 );
+                if let Some(wait) = pace.after(elapsed, received, !backlog)
+                    && !stopping
+                {
+                    std::thread::sleep(wait);
+                }
             }
             Err(e) if batch::nothing_received(&e) => failing_since = None,
             Err(e) if !stopping => {
@@ -151,32 +166,29 @@ fn run(listener: &Listener, shared: &Arc<Shared>, live: &Liveness, stop: &Atomic
     }
 }
 
-/// Whether more datagrams wait in the socket: the size of the next one
-/// (`FIONREAD`), which is zero when none is queued.
-fn more_queued(socket: impl AsFd) -> bool {
-    rustix::io::ioctl_fionread(socket).is_ok_and(|next| next > 0)
+/// Whether `batch`, just received from `socket`, left more datagrams
+/// queued behind it: a backlog. Only a full batch can; the check
+/// (`FIONREAD`, the size of the next datagram) is one system call per full
+/// batch.
+fn backlog(batch: &RecvBatch, socket: impl AsFd) -> bool {
+    batch.len() == batch.capacity() && rustix::io::ioctl_fionread(socket).is_ok_and(|n| n > 0)
 }
 
-/// Deal with the datagrams just received into `batch` from `socket` at
-/// window clock `now`. A full batch with more still queued means a backlog:
-/// the worker parses it while this thread goes back to the socket.
-/// Otherwise it is parsed here, unless earlier batches are still with the
-/// worker, which it must not overtake. Returns whether the worker took it.
+/// Deal with the datagrams just received into `batch` at window clock
+/// `now`. After a `backlog`, the worker parses it while this thread goes
+/// back to the socket. Otherwise it is parsed here, unless earlier batches
+/// are still with the worker, which it must not overtake. Returns whether
+/// the worker took it.
 fn dispatch(
     worker: Option<&mut Worker>,
-    socket: impl AsFd,
+    backlog: bool,
     shared: &Shared,
     allow: Option<&AllowList>,
     decoder: &mut Decoder,
     batch: &mut RecvBatch,
     now: u64,
 ) -> bool {
-    let handed = worker.is_some_and(|w| {
-        // Only a full batch can leave more behind; the check is one system
-        // call per full batch.
-        let backlog = batch.len() == batch.capacity() && more_queued(socket);
-        (backlog || w.busy()) && w.hand_over(batch, now)
-    });
+    let handed = worker.is_some_and(|w| (backlog || w.busy()) && w.hand_over(batch, now));
     if !handed {
         parse(shared, allow, decoder, batch, now);
     }

@@ -48,6 +48,10 @@ pub struct Listener {
     /// (a unix socket's senders are local: its directory's permissions
     /// decide who may send).
     pub allow: Option<SharedAllowList>,
+    /// Whether the receive thread may wait between batches to take more
+    /// datagrams per wake-up ([`super::pace`]): UDP, whose queue is bounded
+    /// in bytes, but not a unix socket, whose queue is a few datagrams.
+    pub paced: bool,
 }
 
 /// Bind the UDP listener.
@@ -64,6 +68,7 @@ pub fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> io::Result<Listener> {
         granted_buffer: granted,
         inode,
         allow: None,
+        paced: true,
     })
 }
 
@@ -131,6 +136,7 @@ fn bind_unix_with(
         granted_buffer: granted,
         inode: None,
         allow: None,
+        paced: false,
     })
 }
 

@@ -218,9 +218,10 @@ mod tests {
         let mut decoder = Decoder::new();
         while got < burst {
             got += batch.recv(rx.as_raw_fd()).unwrap();
+            let backlog = super::super::backlog(batch, rx);
             let took = super::super::dispatch(
                 Some(&mut *worker),
-                rx,
+                backlog,
                 shared,
                 None,
                 &mut decoder,
