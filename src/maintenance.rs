@@ -336,21 +336,30 @@ struct FileId {
 impl FileWatcher {
     /// Look now, then every [`FILE_POLL`] until `stop`, on a detached
     /// thread: it is never joined, so a look that never returns (a hung
-    /// network filesystem) cannot hold up shutdown.
-    pub fn spawn(mut self, stop: CancellationToken) -> std::io::Result<()> {
+    /// network filesystem) cannot hold up shutdown. `changed` is called
+    /// whenever what it sees changes (to wake the alert loop, which may
+    /// sleep for a second).
+    pub fn spawn(
+        mut self,
+        stop: CancellationToken,
+        changed: impl Fn() + Send + 'static,
+    ) -> std::io::Result<()> {
         std::thread::Builder::new()
             .name("poolwatch-maint-file".into())
             .spawn(move || {
                 while !stop.is_cancelled() {
-                    self.check();
+                    if self.check() {
+                        changed();
+                    }
                     std::thread::sleep(FILE_POLL);
                 }
             })
             .map(drop)
     }
 
-    /// Look once and publish what was seen.
-    pub fn check(&mut self) {
+    /// Look once and publish what was seen; true when it differs from
+    /// what was seen before.
+    pub fn check(&mut self) -> bool {
         let started = Instant::now();
         let seen = self.look();
         let took = started.elapsed();
@@ -361,7 +370,10 @@ impl FileWatcher {
                 "looking at MAINTENANCE_FILE took this long; its last known state stood meanwhile"
             );
         }
-        *lock(&self.seen) = seen;
+        let mut last = lock(&self.seen);
+        let changed = *last != seen;
+        *last = seen;
+        changed
     }
 
     fn look(&mut self) -> Seen {
@@ -511,18 +523,20 @@ mod tests {
         let mut m = Maintenance::new(false, Some(path.clone()), 0.0);
         let mut w = m.file_watcher().unwrap();
         assert_eq!(m.poll(0.0), None, "nothing seen yet");
-        w.check();
+        assert!(w.check(), "a first look is news");
+        assert!(!w.check(), "nothing changed");
         assert_eq!(m.poll(0.5), None);
         std::fs::write(&path, "db migration\n").unwrap();
         assert_eq!(m.poll(0.8), None, "the poll itself never looks");
-        w.check();
+        assert!(w.check(), "the file appeared");
+        assert!(!w.check(), "the same file");
         let Some(Transition::Started(w0)) = m.poll(1.0) else {
             panic!()
         };
         assert_eq!(w0.reason, "db migration");
         assert_eq!(w0.source, Source::File);
         std::fs::remove_file(&path).unwrap();
-        w.check();
+        assert!(w.check(), "the file went");
         assert!(matches!(m.poll(2.0), Some(Transition::Ended { .. })));
     }
 

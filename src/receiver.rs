@@ -250,8 +250,9 @@ async fn serve(
     // Off the runtime and off every lock: see `maintenance`.
     let watcher = alerts.maintenance().file_watcher();
     if let Some(watcher) = watcher {
+        let shared = shared.clone();
         watcher
-            .spawn(cancel.clone())
+            .spawn(cancel.clone(), move || shared.wake_alert_loop())
             .map_err(|e| format!("cannot start the MAINTENANCE_FILE watcher: {e}"))?;
     }
     let mut threads = Vec::new();

@@ -10,12 +10,18 @@
 //! periodic wake-up to prove it; a thread that left the call and has not
 //! come back within [`STUCK_AFTER`] (blocked on a lock, a stalled worker, a
 //! receive call that keeps failing) is stuck, and one that ended is dead.
+//!
+//! The alert loop's wake-up: with nothing to watch, the alert loop sleeps
+//! (see `alerting::engine`), and the first batch after the quiet wakes it
+//! ([`Shared::batch_arrived`]): one relaxed load per batch while it is
+//! awake, a `Notify` only when it sleeps.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::sync::Notify;
 
 use crate::pipeline::Pipeline;
 use crate::pools::Source;
@@ -123,6 +129,10 @@ pub struct Shared {
     pub listeners: Vec<ListenerInfo>,
     /// Settings in force, secrets already redacted.
     pub settings: serde_json::Value,
+    /// The alert loop sleeps until the next batch (or its idle tick).
+    alert_loop_asleep: AtomicBool,
+    /// Wakes the alert loop; notified from plain OS threads too.
+    alert_loop_wake: Notify,
 }
 
 impl Shared {
@@ -137,6 +147,8 @@ impl Shared {
             loops: listeners.iter().map(|_| Liveness::new()).collect(),
             listeners,
             settings,
+            alert_loop_asleep: AtomicBool::new(false),
+            alert_loop_wake: Notify::new(),
         }
     }
 
@@ -153,6 +165,48 @@ impl Shared {
     /// Time since start, for [`Liveness::busy`].
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// A batch was just folded into the pipeline: wake the alert loop if
+    /// it sleeps. Called by the receive side once per batch, after the
+    /// pipeline's lock: one relaxed load while the loop is awake. The lock
+    /// orders it against the loop, which says it sleeps before it looks at
+    /// the pipeline one last time ([`Shared::alert_loop_sleeps`]): either
+    /// that look sees this batch, or this load sees the flag.
+    #[inline]
+    pub fn batch_arrived(&self) {
+        if self.alert_loop_asleep.load(Ordering::Relaxed)
+            && self.alert_loop_asleep.swap(false, Ordering::Relaxed)
+        {
+            self.alert_loop_wake.notify_one();
+        }
+    }
+
+    /// Wake the alert loop for something other than traffic (a maintenance
+    /// change): unconditionally, so that a change made just before it goes
+    /// to sleep is not missed; when it is awake, the permit this leaves
+    /// costs it one early tick at most.
+    pub fn wake_alert_loop(&self) {
+        self.alert_loop_asleep.store(false, Ordering::Relaxed);
+        self.alert_loop_wake.notify_one();
+    }
+
+    /// The alert loop is about to sleep: from now on a batch wakes it. It
+    /// then looks at the pipeline once more before it waits on
+    /// [`Shared::alert_loop_woken`].
+    pub(crate) fn alert_loop_sleeps(&self) {
+        self.alert_loop_asleep.store(true, Ordering::Relaxed);
+    }
+
+    /// The alert loop is awake: batches need not wake it.
+    pub(crate) fn alert_loop_awake(&self) {
+        self.alert_loop_asleep.store(false, Ordering::Relaxed);
+    }
+
+    /// Completes once the alert loop is woken; a wake that came before
+    /// this is called is kept (one permit).
+    pub(crate) fn alert_loop_woken(&self) -> tokio::sync::futures::Notified<'_> {
+        self.alert_loop_wake.notified()
     }
 
     /// The liveness of listener `index`'s receive thread.
@@ -456,6 +510,34 @@ mod tests {
         // The largest times are still "busy", never mistaken for stopped.
         l.busy(u64::MAX);
         assert!(matches!(l.state(), LoopState::Busy { .. }));
+    }
+
+    #[test]
+    fn a_batch_wakes_the_alert_loop_only_while_it_sleeps() {
+        use futures_util::FutureExt;
+        let s = Shared::new(
+            Pipeline::new(&crate::pipeline::PipelineConfig::default()),
+            Vec::new(),
+            serde_json::json!({}),
+        );
+        // Awake: a batch is one load, and leaves nothing behind.
+        s.batch_arrived();
+        assert!(s.alert_loop_woken().now_or_never().is_none());
+        // Asleep: the first batch wakes it, even if it arrives before the
+        // loop waits (the wake is kept), and only the first.
+        s.alert_loop_sleeps();
+        s.batch_arrived();
+        s.batch_arrived();
+        assert!(s.alert_loop_woken().now_or_never().is_some());
+        assert!(s.alert_loop_woken().now_or_never().is_none());
+        // Awake again: batches do not wake it.
+        s.alert_loop_sleeps();
+        s.alert_loop_awake();
+        s.batch_arrived();
+        assert!(s.alert_loop_woken().now_or_never().is_none());
+        // Other news wakes it asleep or not.
+        s.wake_alert_loop();
+        assert!(s.alert_loop_woken().now_or_never().is_some());
     }
 
     #[test]

@@ -1,11 +1,23 @@
-//! The alert loop: every 100 ms, copy the pipeline's figures, run the
-//! rules, apply cooldown and maintenance, word what remains and hand it to
-//! the delivery queue.
+//! The alert loop: copy the pipeline's figures, run the rules, apply
+//! cooldown and maintenance, word what remains and hand it to the delivery
+//! queue. Every 100 ms ([`TICK`]) while there is something to watch;
+//! otherwise it sleeps until the next batch arrives or for a second
+//! ([`IDLE_TICK`]), whichever is first.
 //!
 //! It runs on the tokio runtime, never on a receive thread; the only thing
 //! it shares with ingestion is the pipeline lock, held for the copy. A tick
 //! of 100 ms keeps detection well within the one second a failover
 //! notification is allowed.
+//!
+//! The 100 ms cadence is kept while anything needs it: datagrams arrived
+//! since the previous tick, an incident is open or a cooldown runs,
+//! maintenance is on (it may expire), a delivery result is still to come,
+//! a sink has alerts to re-send (Alertmanager), or a reload waits. With none
+//! of these, nothing changes but the clock, and windows age by the second,
+//! so a tick a second is enough. The receive side wakes the sleeping loop
+//! with its first batch ([`Shared::batch_arrived`]), which is judged at
+//! once, not at the next tick; a reload or a maintenance change wakes it
+//! too, and shutdown ends it at once, asleep or not.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,7 +39,11 @@ use crate::maintenance::{Maintenance, MaintenanceStatus, Transition};
 use crate::state::Shared;
 use crate::state_file::{self, Fingerprint, Saved, SavedAddr};
 
+/// The loop's cadence while it has something to watch.
 pub const TICK: Duration = Duration::from_millis(100);
+
+/// The longest the loop sleeps when it has nothing to watch.
+pub const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// Notifications kept for `/state`.
 const RECENT: usize = 20;
@@ -36,6 +52,9 @@ const RECENT: usize = 20;
 pub struct AlertShared {
     maintenance: Mutex<Maintenance>,
     status: Mutex<AlertStatus>,
+    /// Ticks so far, for the tests of the loop's cadence.
+    #[cfg(test)]
+    ticks: std::sync::atomic::AtomicU64,
 }
 
 impl AlertShared {
@@ -43,6 +62,8 @@ impl AlertShared {
         AlertShared {
             maintenance: Mutex::new(maintenance),
             status: Mutex::new(AlertStatus::default()),
+            #[cfg(test)]
+            ticks: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -208,6 +229,10 @@ pub struct AlertLoop {
     live: Option<watch::Receiver<LiveAlerting>>,
     /// Id of the next [`RecentNotification`].
     next_recent: u64,
+    /// Datagrams received before the last tick.
+    judged: u64,
+    /// The last tick saw datagrams the one before it had not.
+    fresh: bool,
 }
 
 impl AlertLoop {
@@ -231,6 +256,8 @@ impl AlertLoop {
             persist: None,
             live: None,
             next_recent: 0,
+            judged: 0,
+            fresh: false,
         }
     }
 
@@ -327,26 +354,80 @@ impl AlertLoop {
     }
 
     /// Tick until cancelled, then once more so that what the receivers
-    /// finished in hand is judged too.
+    /// finished in hand is judged too. Every [`TICK`] while
+    /// [`AlertLoop::active`]; otherwise asleep until a batch arrives, a
+    /// reload or maintenance change wakes it, or [`IDLE_TICK`] has passed.
     pub async fn run(
         mut self,
         shared: Arc<Shared>,
         alerts: Arc<AlertShared>,
         cancel: CancellationToken,
     ) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // A receiver of its own to wait on: waiting must not mark a reload
+        // seen before the tick takes it up.
+        let mut reloads = self.live.clone();
         loop {
+            let started = tokio::time::Instant::now();
+            self.tick(&shared, &alerts, now_unix());
+            if let Some(rx) = &mut reloads {
+                // Taken up by this tick, or seen by `active` below.
+                rx.borrow_and_update();
+            }
+            let active = self.active(&alerts, now_unix());
+            if !active {
+                shared.alert_loop_sleeps();
+                // A batch folded in after the tick's copy and before the
+                // flag was set has woken nobody: judge it now.
+                if shared.pipeline().totals.datagrams != self.judged {
+                    shared.alert_loop_awake();
+                    continue;
+                }
+            }
+            let wait = if active { TICK } else { IDLE_TICK };
             tokio::select! {
-                _ = tick.tick() => self.tick(&shared, &alerts, now_unix()),
+                _ = tokio::time::sleep_until(started + wait) => {}
+                _ = shared.alert_loop_woken(), if !active => {}
+                open = reload(&mut reloads), if !active => {
+                    if !open {
+                        reloads = None;
+                    }
+                }
                 _ = cancel.cancelled() => break,
             }
+            shared.alert_loop_awake();
         }
+        shared.alert_loop_awake();
         self.tick(&shared, &alerts, now_unix());
+    }
+
+    /// Whether the next tick is due at [`TICK`] rather than at the next
+    /// batch or [`IDLE_TICK`]: anything whose timing the ticks drive.
+    /// When unsure, something counts: a wasted tick is cheap, a late one
+    /// is not.
+    fn active(&self, alerts: &AlertShared, now: f64) -> bool {
+        // Traffic: judged every 100 ms while it lasts, not woken per batch.
+        self.fresh
+            // Incidents settle, resolve on silence and repeat by the clock.
+            || self.incidents.need_ticks(now)
+            // A window may expire; its end is told on time.
+            || alerts.maintenance().is_on()
+            // Delivery results settle `/state` and the incidents' bookkeeping.
+            || !self.pending.is_empty()
+            // Alertmanager's board is re-sent on its schedule.
+            || self.sinks.need_ticks()
+            // A reload that came after this tick's look.
+            || self
+                .live
+                .as_ref()
+                .is_some_and(|rx| rx.has_changed().unwrap_or(false))
     }
 
     /// One evaluation at `now` (Unix seconds).
     pub fn tick(&mut self, shared: &Shared, alerts: &AlertShared, now: f64) {
+        #[cfg(test)]
+        alerts
+            .ticks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (transition, maintenance_on) = {
             let mut m = alerts.maintenance();
             let t = m.poll(now);
@@ -407,6 +488,8 @@ impl AlertLoop {
                 }
             }
         }
+        self.fresh = judged_datagrams != self.judged;
+        self.judged = judged_datagrams;
         self.collect_results();
         let incidents = &self.incidents;
         self.sinks.tick(now, &|key| incidents.is_open(key));
@@ -576,8 +659,328 @@ fn maintenance_finding(t: Transition, now: f64) -> Finding {
     }
 }
 
+/// Completes when `rx` sees a new value: true, or false once its sender
+/// is gone. Never without a receiver.
+async fn reload(rx: &mut Option<watch::Receiver<LiveAlerting>>) -> bool {
+    match rx {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
 pub fn now_unix() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop's cadence, on tokio's paused clock: time moves only when
+    //! every task waits, straight to the next timer, so ticks are counted
+    //! exactly and "at once" means "before the clock moves".
+
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::alerting::delivery::{DeliveryConfig, DeliveryHandle, DeliveryMetrics};
+    use crate::alerting::sinks;
+    use crate::maintenance::Source;
+    use crate::pipeline::{Pipeline, PipelineConfig};
+    use crate::pools::PoolSet;
+    use crate::record::{Decoder, INPUT_PADDING};
+
+    const BLUE: &str = "10.0.0.2:3000";
+    const GREEN: &str = "10.0.0.3:3000";
+
+    fn rules_config() -> RulesConfig {
+        RulesConfig {
+            active_pool: 0,
+            error_rate_threshold: 2.0,
+            // Keeps error-rate incidents out of these tests.
+            error_rate_min_requests: 1000,
+            recovery_confirm_secs: 3.0,
+            recovery_min_requests: 10,
+            window_size: 50,
+            window_seconds: 60,
+        }
+    }
+
+    struct Parts {
+        alert_loop: AlertLoop,
+        shared: Arc<Shared>,
+        alerts: Arc<AlertShared>,
+        /// Kept: dropping it stops delivery.
+        _delivery: DeliveryHandle,
+    }
+
+    /// A loop as the receiver builds one, its notifications on stdout.
+    fn parts() -> Parts {
+        let pipeline = Pipeline::new(&PipelineConfig {
+            pools: PoolSet::new(&["blue".into(), "green".into()]),
+            configured_addrs: vec![(BLUE.into(), 0), (GREEN.into(), 1)],
+            window_size: 50,
+            window_seconds: 60,
+            serving_window: 10,
+        });
+        let labels: Vec<String> = pipeline.pools.labels().map(str::to_string).collect();
+        let known = pipeline.pools.known();
+        let shared = Arc::new(Shared::new(pipeline, Vec::new(), serde_json::json!({})));
+        let alerts = Arc::new(AlertShared::new(Maintenance::new(false, None, now_unix())));
+        let (queue, delivery) = sinks::spawn(
+            DeliveryConfig::default(),
+            DeliveryMetrics::new(SinkName::Stdout),
+        )
+        .unwrap();
+        let alert_loop = AlertLoop::new(
+            Rules::new(rules_config()),
+            Incidents::new(300.0),
+            None,
+            Sinks::new(queue, None),
+            &labels,
+            known,
+        );
+        Parts {
+            alert_loop,
+            shared,
+            alerts,
+            _delivery: delivery,
+        }
+    }
+
+    fn line(upstream_status: &str, upstream_addr: &str, pool: &str) -> String {
+        format!(
+            r#"{{"status":200,"request_time":0.01,"upstream_status":"{upstream_status}","upstream_addr":"{upstream_addr}","pool":"{pool}","release":"{pool}-7"}}"#
+        )
+    }
+
+    /// Folds `lines` into the pipeline as one batch, as a receive thread
+    /// does, and says so.
+    fn batch(shared: &Shared, lines: &[String]) {
+        let mut decoder = Decoder::new();
+        {
+            let mut p = shared.pipeline();
+            let now = shared.now_secs();
+            for line in lines {
+                let mut buf = line.clone().into_bytes();
+                let len = buf.len();
+                buf.resize(len + INPUT_PADDING, 0);
+                p.process(&mut decoder, &mut buf, len, |_| now).unwrap();
+            }
+        }
+        shared.batch_arrived();
+    }
+
+    fn ticks(alerts: &AlertShared) -> u64 {
+        alerts.ticks.load(Ordering::Relaxed)
+    }
+
+    /// Ticks while `d` passes on the paused clock.
+    async fn ticks_over(alerts: &AlertShared, d: Duration) -> u64 {
+        let before = ticks(alerts);
+        tokio::time::sleep(d).await;
+        ticks(alerts) - before
+    }
+
+    /// Lets the other tasks run, with the clock standing still, until
+    /// `done`; fails if it never comes, or only once the clock moved.
+    async fn before_the_clock_moves(what: &str, mut done: impl FnMut() -> bool) {
+        let start = tokio::time::Instant::now();
+        for _ in 0..10_000 {
+            if done() {
+                assert_eq!(start.elapsed(), Duration::ZERO, "{what}: the clock moved");
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("{what}: not before the clock moved");
+    }
+
+    /// A running loop.
+    struct Running {
+        shared: Arc<Shared>,
+        alerts: Arc<AlertShared>,
+        cancel: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+        _delivery: DeliveryHandle,
+    }
+
+    fn spawn(parts: Parts) -> Running {
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(parts.alert_loop.run(
+            parts.shared.clone(),
+            parts.alerts.clone(),
+            cancel.clone(),
+        ));
+        Running {
+            shared: parts.shared,
+            alerts: parts.alerts,
+            cancel,
+            task,
+            _delivery: parts._delivery,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_loop_ticks_once_a_second_and_stops_at_once() {
+        let running = spawn(parts());
+        let alerts = &running.alerts;
+        // Every 100 ms, as it used to, would be 100.
+        let n = ticks_over(alerts, Duration::from_secs(10)).await;
+        assert!((9..=11).contains(&n), "{n} ticks in 10 s");
+
+        // Asleep, it still ends at once on shutdown, after a last tick.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = ticks(alerts);
+        let start = tokio::time::Instant::now();
+        running.cancel.cancel();
+        running.task.await.unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(ticks(&running.alerts), before + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_wakes_the_sleeping_loop_and_an_open_incident_keeps_the_cadence() {
+        let running = spawn(parts());
+        let (shared, alerts) = (&running.shared, &running.alerts);
+        // Between two idle ticks (at 2 s and 3 s), and off the 100 ms
+        // grid.
+        tokio::time::sleep(Duration::from_millis(2550)).await;
+        let mut lines = vec![line("200", BLUE, "blue"); 30];
+        lines.push(line("502, 200", &format!("{BLUE}, {GREEN}"), "green"));
+        batch(shared, &lines);
+        before_the_clock_moves("the failover judged", || {
+            alerts.status().judged_datagrams == 31
+        })
+        .await;
+        let open = alerts.status().open_incidents;
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(open[0].kind, Kind::Failover);
+
+        // It stays open without traffic (silence is no recovery), and is
+        // watched every 100 ms meanwhile.
+        let n = ticks_over(alerts, Duration::from_secs(10)).await;
+        assert!(n >= 95, "{n} ticks in 10 s");
+        assert_eq!(alerts.status().open_incidents.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_batch_is_judged_at_once_then_the_loop_sleeps_again() {
+        let running = spawn(parts());
+        let (shared, alerts) = (&running.shared, &running.alerts);
+        tokio::time::sleep(Duration::from_millis(2550)).await;
+        batch(shared, &[line("200", BLUE, "blue")]);
+        before_the_clock_moves("the batch judged", || alerts.status().judged_datagrams == 1).await;
+        // One more tick 100 ms later (more of the batch's story may come),
+        // then a tick a second again.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = ticks_over(alerts, Duration::from_secs(10)).await;
+        assert!((9..=11).contains(&n), "{n} ticks in 10 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn steady_traffic_is_judged_every_100_ms_not_per_batch() {
+        let running = spawn(parts());
+        let (shared, alerts) = (&running.shared, &running.alerts);
+        tokio::time::sleep(Duration::from_millis(2550)).await;
+        let before = ticks(alerts);
+        for _ in 0..100 {
+            batch(shared, &[line("200", BLUE, "blue")]);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The first batch wakes it; the rest wait for the 100 ms cadence
+        // (a wake per batch would be 100 ticks).
+        let n = ticks(alerts) - before;
+        assert!((9..=12).contains(&n), "{n} ticks in 1 s of traffic");
+        tokio::time::sleep(TICK * 2).await;
+        assert_eq!(alerts.status().judged_datagrams, 100);
+        // Once it stops, a tick a second again.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let n = ticks_over(alerts, Duration::from_secs(10)).await;
+        assert!((9..=11).contains(&n), "{n} ticks in 10 s after the traffic");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn maintenance_keeps_the_cadence_and_its_changes_wake_the_loop() {
+        let running = spawn(parts());
+        let (shared, alerts) = (&running.shared, &running.alerts);
+        tokio::time::sleep(Duration::from_millis(2550)).await;
+        let on = |alerts: &AlertShared| alerts.status().maintenance.is_some_and(|m| m.on);
+        alerts.maintenance().turn_on(
+            Source::Api,
+            // It may expire: the loop ends it, and tells, on time.
+            Some(now_unix() + 3600.0),
+            "upgrade",
+            "test",
+            now_unix(),
+        );
+        shared.wake_alert_loop();
+        before_the_clock_moves("maintenance taken up", || on(alerts)).await;
+        let n = ticks_over(alerts, Duration::from_secs(10)).await;
+        assert!(n >= 95, "{n} ticks in 10 s of maintenance");
+
+        alerts.maintenance().turn_off("test");
+        shared.wake_alert_loop();
+        // Awake anyway: the end is told at the next 100 ms tick.
+        tokio::time::sleep(TICK * 2).await;
+        assert!(!on(alerts));
+        // Once the end's delivery is noted, asleep again.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let n = ticks_over(alerts, Duration::from_secs(10)).await;
+        assert!((9..=11).contains(&n), "{n} ticks in 10 s after maintenance");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delivery_result_still_to_come_keeps_the_cadence() {
+        let mut parts = parts();
+        let (tx, rx) = oneshot::channel();
+        parts.alert_loop.pending.push(Pending {
+            key: IncidentKey {
+                kind: Kind::Test,
+                pool: None,
+            },
+            phase: Phase::Event,
+            tracked: false,
+            recent: 0,
+            outcomes: vec![rx],
+        });
+        let running = spawn(parts);
+        let alerts = &running.alerts;
+        let n = ticks_over(alerts, Duration::from_secs(10)).await;
+        assert!(n >= 95, "{n} ticks in 10 s with a delivery under way");
+        tx.send(Outcome::Sent).unwrap();
+        // The next tick notes it; then the loop sleeps.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let n = ticks_over(alerts, Duration::from_secs(10)).await;
+        assert!((9..=11).contains(&n), "{n} ticks in 10 s once delivered");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_wakes_the_sleeping_loop() {
+        let mut parts = parts();
+        let live = |cooldown_secs| LiveAlerting {
+            rules: rules_config(),
+            cooldown_secs,
+            runbook_url: None,
+        };
+        let (tx, rx) = watch::channel(live(300.0));
+        parts.alert_loop = parts.alert_loop.with_reloads(rx);
+        let running = spawn(parts);
+        let alerts = &running.alerts;
+        tokio::time::sleep(Duration::from_millis(2550)).await;
+        let before = ticks(alerts);
+        tx.send_replace(live(60.0));
+        before_the_clock_moves("the reload taken up", || ticks(alerts) > before).await;
+        // Taken up once, not over and over.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = ticks_over(alerts, Duration::from_secs(10)).await;
+        assert!((9..=11).contains(&n), "{n} ticks in 10 s after the reload");
+        // A reloader that is gone wakes nothing either.
+        drop(tx);
+        let n = ticks_over(alerts, Duration::from_secs(10)).await;
+        assert!(
+            (9..=11).contains(&n),
+            "{n} ticks in 10 s without a reloader"
+        );
+    }
 }

@@ -248,6 +248,13 @@ impl Incidents {
         self.open.remove(&key)
     }
 
+    /// Whether the alert loop must keep its 100 ms cadence for these at
+    /// `now`: an incident is open (it settles, resolves on silence or
+    /// repeats by the clock), or a cooldown still runs.
+    pub fn need_ticks(&self, now: f64) -> bool {
+        !self.open.is_empty() || self.last_sent.values().any(|&at| now - at < self.cooldown)
+    }
+
     /// Open incidents for `/state`, pools by their labels.
     pub fn list(&self, labels: &[String]) -> Vec<OpenIncident> {
         self.open

@@ -3,9 +3,10 @@
 //! The alert half reads like the receive half, as the data flows: rules
 //! decide, one module words, sinks deliver.
 //!
-//! - [`engine`]: the loop; every 100 ms it copies the pipeline's figures
-//!   ([`snapshot`]), runs the rules, lets the incidents decide what is told,
-//!   words it and hands it to every sink;
+//! - [`engine`]: the loop; every 100 ms while there is something to watch
+//!   (else at the next batch, or after a second) it copies the pipeline's
+//!   figures ([`snapshot`]), runs the rules, lets the incidents decide what
+//!   is told, words it and hands it to every sink;
 //! - [`rules`]: where each rule is decided, one file per rule (failover with
 //!   planned switches and recovery, error rate, users seeing errors);
 //! - [`finding`]: what a rule found, as data: kind, pool, severity, start,

@@ -139,6 +139,8 @@ pub async fn maintenance_post(
             tracing::info!(by = ?by, "maintenance turned off through the API");
         }
     }
+    // Announced by the alert loop, which may be asleep.
+    s.shared.wake_alert_loop();
     Json(s.alerts.maintenance().status()).into_response()
 }
 

@@ -217,6 +217,9 @@ fn parse(
             let _ = p.process(decoder, slot, len, |_| now);
         }
     }
+    // Off the lock: the alert loop this may wake takes it next.
+    drop(p);
+    shared.batch_arrived();
 }
 
 #[cfg(test)]

@@ -474,6 +474,12 @@ impl Alertmanager {
         self.post(body, Some((n.kind, n.title.as_str())))
     }
 
+    /// Whether the board holds alerts, which [`Alertmanager::tick`]
+    /// re-sends when due.
+    pub fn need_ticks(&self) -> bool {
+        !self.board.is_empty()
+    }
+
     /// Resolves what closed without a word, and re-sends the board when it
     /// is due.
     pub fn tick(&mut self, now: f64, is_open: &dyn Fn(IncidentKey) -> bool) {
@@ -769,6 +775,25 @@ mod tests {
         let alerts = posted(&mut b, 1_800_000_007.0);
         assert_eq!(alerts[0]["labels"]["alertname"], "PoolwatchHighErrorRate");
         assert_eq!(alerts[0]["endsAt"], "2027-01-15T08:00:06.000Z");
+    }
+
+    #[test]
+    fn the_alert_loop_keeps_ticking_while_the_board_holds_alerts() {
+        let mut am = Alertmanager {
+            cfg: cfg(),
+            board: Board::default(),
+            targets: Vec::new(),
+        };
+        assert!(!am.need_ticks(), "nothing to re-send");
+        let f = failover(Phase::Open, 0, 100.0);
+        am.submit(&f, &words(&f, None), 100.0);
+        assert!(am.need_ticks(), "firing");
+        let f = failover(Phase::Resolve, 0, 200.0);
+        am.submit(&f, &words(&f, None), 200.0);
+        am.tick(200.0 + RESOLVED_KEPT_SECS - 1.0, &|_| false);
+        assert!(am.need_ticks(), "resolved lately: still re-sent");
+        am.tick(200.0 + RESOLVED_KEPT_SECS + 30.0, &|_| false);
+        assert!(!am.need_ticks(), "its resolution was re-sent long enough");
     }
 
     #[test]

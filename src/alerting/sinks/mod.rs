@@ -239,6 +239,15 @@ impl Sinks {
         }
     }
 
+    /// Whether a sink has work the alert loop's ticks drive: an
+    /// Alertmanager board with alerts to re-send (firing, or resolved
+    /// lately).
+    pub(crate) fn need_ticks(&self) -> bool {
+        self.alertmanager
+            .as_ref()
+            .is_some_and(Alertmanager::need_ticks)
+    }
+
     /// Once per tick: sinks that hold state (Alertmanager) drop what
     /// closed and re-send what is due.
     pub(crate) fn tick(&mut self, now: f64, is_open: &dyn Fn(IncidentKey) -> bool) {
