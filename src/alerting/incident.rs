@@ -601,6 +601,30 @@ mod tests {
     }
 
     #[test]
+    fn the_alert_loop_keeps_ticking_while_an_incident_or_a_cooldown_lasts() {
+        let mut n = Incidents::new(300.0);
+        assert!(!n.need_ticks(0.0), "nothing open");
+        n.open_or_touch(KEY, &snapshot(), 0.0);
+        // Open and silent for a day: still watched (it may close on
+        // silence, or on evidence that comes in between).
+        assert!(n.need_ticks(86_400.0));
+        // Told, then closed without its resolution being decided on yet:
+        // the cooldown alone keeps the cadence until it ends.
+        assert_eq!(
+            n.decide(&sig(Kind::ErrorRate, Phase::Open), 10.0, false),
+            Decision::Send
+        );
+        n.close(KEY);
+        assert!(n.need_ticks(309.0));
+        assert!(!n.need_ticks(310.0));
+        assert_eq!(
+            n.decide(&sig(Kind::ErrorRate, Phase::Resolve), 20.0, false),
+            Decision::Send
+        );
+        assert!(!n.need_ticks(20.0), "resolved: nothing runs");
+    }
+
+    #[test]
     fn failed_delivery_does_not_start_a_cooldown() {
         let mut n = Incidents::new(300.0);
         let open = sig(Kind::ErrorRate, Phase::Open);
