@@ -295,15 +295,22 @@ impl Pipeline {
         len: usize,
         clock: impl FnOnce(&Pipeline, &AccessRecord<'_>) -> u64,
     ) -> Result<(), Malformed> {
-        let frame = syslog::parse(&buf[..len])?;
-        let msg_len = frame.msg.end - frame.msg.start;
-        let record = decoder.decode(&mut buf[frame.msg.start..], msg_len)?;
-        if upstream::too_many_attempts(record.upstream_addr) {
-            return Err(Malformed::TOO_MANY_ATTEMPTS);
-        }
+        let record = decode(decoder, buf, len)?;
         let now = clock(self, &record);
         self.apply(&record, now);
         Ok(())
+    }
+
+    /// Count a datagram of `len` bytes that [`decode`] made into `decoded`
+    /// and, if it is a request, fold it in at window clock `now`: the half
+    /// of [`Pipeline::process`] that needs the pipeline.
+    pub fn fold(&mut self, decoded: &Result<AccessRecord<'_>, Malformed>, len: usize, now: u64) {
+        self.totals.datagrams += 1;
+        self.totals.bytes += len as u64;
+        match decoded {
+            Ok(record) => self.apply(record, now),
+            Err(m) => self.totals.malformed[m.index()] += 1,
+        }
     }
 
     /// Fold one decoded request into the windows and totals.
@@ -460,6 +467,24 @@ impl Pipeline {
     pub fn is_idle(&self, id: PoolId, now: u64) -> bool {
         self.windows[id].time.sums(now).attempts == 0
     }
+}
+
+/// Frame and decode the datagram `buf[..len]` (`buf` padded as
+/// [`Decoder::decode`] needs) into a request: the half of
+/// [`Pipeline::process`] that needs no pipeline, so a receive thread does
+/// it before taking the lock.
+pub fn decode<'a>(
+    decoder: &mut Decoder,
+    buf: &'a mut [u8],
+    len: usize,
+) -> Result<AccessRecord<'a>, Malformed> {
+    let frame = syslog::parse(&buf[..len])?;
+    let msg_len = frame.msg.end - frame.msg.start;
+    let record = decoder.decode(&mut buf[frame.msg.start..], msg_len)?;
+    if upstream::too_many_attempts(record.upstream_addr) {
+        return Err(Malformed::TOO_MANY_ATTEMPTS);
+    }
+    Ok(record)
 }
 
 fn floor_char_boundary(s: &str, max: usize) -> &str {

@@ -167,28 +167,58 @@ impl RecvBatch {
     /// a sender without one (a unix socket's).
     pub fn source(&self, i: usize) -> Option<IpAddr> {
         assert!(i < self.received);
-        let len = self.msgs[i].msg_hdr.msg_namelen as usize;
-        let name = &self.names[i];
-        match i32::from(name.ss_family) {
-            libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
-                // SAFETY: the kernel stored a sockaddr_in here (family and
-                // length say so); sockaddr_storage is aligned for any.
-                let sin = unsafe {
-                    &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>()
-                };
-                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                    sin.sin_addr.s_addr,
-                ))))
-            }
-            libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
-                // SAFETY: as above, for a sockaddr_in6.
-                let sin6 = unsafe {
-                    &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-                };
-                Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
-            }
-            _ => None,
+        source_of(&self.msgs[i], &self.names[i])
+    }
+
+    /// Every datagram of the last `recv` at once, each with its own slot,
+    /// so that several can be decoded before any is folded in.
+    pub fn datagrams(&mut self) -> impl Iterator<Item = Datagram<'_>> {
+        let n = self.received;
+        self.bufs
+            .chunks_exact_mut(SLOT)
+            .zip(&self.msgs)
+            .zip(&self.names)
+            .take(n)
+            .map(|((slot, m), name)| Datagram {
+                slot,
+                len: m.msg_len as usize,
+                truncated: m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+                source: source_of(m, name),
+            })
+    }
+}
+
+/// One datagram of a batch, as [`RecvBatch::datagrams`] gives it.
+pub struct Datagram<'a> {
+    /// The datagram first, then at least the decoder's padding.
+    pub slot: &'a mut [u8],
+    pub len: usize,
+    /// The kernel cut it short.
+    pub truncated: bool,
+    /// Where it came from; `None` for a sender without an IP address.
+    pub source: Option<IpAddr>,
+}
+
+/// The IP address the kernel stored in `name` for message `m`.
+fn source_of(m: &libc::mmsghdr, name: &libc::sockaddr_storage) -> Option<IpAddr> {
+    let len = m.msg_hdr.msg_namelen as usize;
+    match i32::from(name.ss_family) {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the kernel stored a sockaddr_in here (family and
+            // length say so); sockaddr_storage is aligned for any.
+            let sin =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                sin.sin_addr.s_addr,
+            ))))
         }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for a sockaddr_in6.
+            let sin6 =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+        }
+        _ => None,
     }
 }
 

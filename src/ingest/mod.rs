@@ -3,14 +3,16 @@
 //! Each listener gets a dedicated OS thread blocked in `recvmmsg`, not a
 //! tokio task: the loop never yields to anything slow (HTTP, alert delivery),
 //! and one batched system call per wake-up is what keeps a single core at
-//! the socket's pace. The thread parses every datagram of a batch under one
-//! lock of the shared pipeline and then goes straight back to the socket.
-//! When a batch comes back full and the socket still holds more, a backlog
-//! has built: batches then go to a parse worker ([`worker`]) so receiving
-//! and parsing run on both cores at once. A burst that one batch takes
-//! whole is parsed in place, as is everything at ordinary rates. After a
-//! batch that took the socket empty, a UDP receive thread waits a moment
-//! ([`pace`]) so that its next wake-up finds several datagrams, not one.
+//! the socket's pace. The thread decodes the datagrams of a batch, which
+//! needs no lock, and folds them into the shared pipeline a chunk at a time
+//! under its lock, then goes back to the socket.
+//!
+//! After a batch that took the socket empty, a UDP receive thread waits a
+//! moment ([`pace`]), so that its next wake-up finds many datagrams rather
+//! than one: waking, not receiving, is most of what a datagram costs at
+//! ordinary rates. When the thread falls behind its socket ([`backlog`]),
+//! full batches go to a parse worker ([`worker`]) and receiving and parsing
+//! run on two cores at once.
 //!
 //! The thread wakes only for datagrams: no receive timeout, no heartbeat.
 //! It says when it enters and leaves its receive call
@@ -24,6 +26,7 @@
 
 pub mod affinity;
 pub mod allow;
+pub mod backlog;
 pub mod batch;
 pub mod kernel_drops;
 pub mod pace;
@@ -37,9 +40,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::record::Decoder;
+use crate::pipeline::{self, Malformed};
+use crate::record::{AccessRecord, Decoder};
 use crate::state::{Liveness, Shared};
 use allow::AllowList;
+use backlog::Backlog;
 use batch::RecvBatch;
 use pace::Pace;
 use socket::Listener;
@@ -110,6 +115,7 @@ fn run(listener: &Listener, shared: &Arc<Shared>, live: &Liveness, stop: &Atomic
             None
         }
     };
+    let mut backlog = Backlog::new(listener.paced);
     let mut pace = if listener.paced {
         Pace::udp(listener.granted_buffer, batch.capacity())
     } else {
@@ -131,17 +137,17 @@ fn run(listener: &Listener, shared: &Arc<Shared>, live: &Liveness, stop: &Atomic
                     batch.drop_shutdown_tail();
                 }
                 let received = batch.len();
-                let backlog = backlog(&batch, &listener.fd);
+                let seen = backlog.after(&batch, &listener.fd);
                 dispatch(
                     worker.as_mut(),
-                    backlog,
+                    seen.behind,
                     shared,
                     allow.as_mut().and_then(|a| a.current()),
                     &mut decoder,
                     &mut batch,
                     elapsed.as_secs(),
                 );
-                if let Some(wait) = pace.after(elapsed, received, !backlog)
+                if let Some(wait) = pace.after(elapsed, received, !seen.more)
                     && !stopping
                 {
                     std::thread::sleep(wait);
@@ -166,37 +172,45 @@ fn run(listener: &Listener, shared: &Arc<Shared>, live: &Liveness, stop: &Atomic
     }
 }
 
-/// Whether `batch`, just received from `socket`, left more datagrams
-/// queued behind it: a backlog. Only a full batch can; the check
-/// (`FIONREAD`, the size of the next datagram) is one system call per full
-/// batch.
-fn backlog(batch: &RecvBatch, socket: impl AsFd) -> bool {
-    batch.len() == batch.capacity() && rustix::io::ioctl_fionread(socket).is_ok_and(|n| n > 0)
-}
-
 /// Deal with the datagrams just received into `batch` at window clock
-/// `now`. After a `backlog`, the worker parses it while this thread goes
-/// back to the socket. Otherwise it is parsed here, unless earlier batches
-/// are still with the worker, which it must not overtake. Returns whether
-/// the worker took it.
+/// `now`. When this thread is `behind` its socket, the worker parses the
+/// batch while this thread goes back to the socket. Otherwise it is parsed
+/// here, unless earlier batches are still with the worker, which it must
+/// not overtake. Returns whether the worker took it.
 fn dispatch(
     worker: Option<&mut Worker>,
-    backlog: bool,
+    behind: bool,
     shared: &Shared,
     allow: Option<&AllowList>,
     decoder: &mut Decoder,
     batch: &mut RecvBatch,
     now: u64,
 ) -> bool {
-    let handed = worker.is_some_and(|w| (backlog || w.busy()) && w.hand_over(batch, now));
+    let handed = worker.is_some_and(|w| (behind || w.busy()) && w.hand_over(batch, now));
     if !handed {
         parse(shared, allow, decoder, batch, now);
     }
     handed
 }
 
+/// Datagrams decoded before the pipeline lock is taken to fold them in.
+const CHUNK: usize = 16;
+
+/// What became of one datagram before the lock: what the pipeline counts.
+// Boxing the large variant would allocate per datagram; a chunk of these
+// lives on the stack for one batch.
+#[allow(clippy::large_enum_variant)]
+enum Parsed<'a> {
+    Rejected(usize),
+    Truncated(usize),
+    Decoded(usize, Result<AccessRecord<'a>, Malformed>),
+}
+
 /// Fold every datagram of `batch`, received at window clock `now`, into the
-/// pipeline, under one lock; with an allowlist, only those from its sources.
+/// pipeline; with an allowlist, only those from its sources. Decoding needs
+/// no lock, so a chunk of datagrams is decoded first and then folded in
+/// under one lock: the lock is held for the window updates only, and the
+/// alert loop and HTTP readers that take it wait that much less.
 fn parse(
     shared: &Shared,
     allow: Option<&AllowList>,
@@ -204,21 +218,39 @@ fn parse(
     batch: &mut RecvBatch,
     now: u64,
 ) {
-    let mut p = shared.pipeline();
-    for i in 0..batch.len() {
-        let permitted = allow.is_none_or(|a| batch.source(i).is_some_and(|ip| a.permits(ip)));
-        let (slot, len, truncated) = batch.slot(i);
-        if !permitted {
-            p.count_rejected_source(len);
-        } else if truncated {
-            p.count_truncated(len as u64);
-        } else {
-            // A malformed datagram is counted inside and skipped.
-            let _ = p.process(decoder, slot, len, |_| now);
+    let mut datagrams = batch.datagrams();
+    loop {
+        let mut chunk: [Option<Parsed<'_>>; CHUNK] = Default::default();
+        let mut n = 0;
+        for d in datagrams.by_ref().take(CHUNK) {
+            let permitted = allow.is_none_or(|a| d.source.is_some_and(|ip| a.permits(ip)));
+            chunk[n] = Some(if !permitted {
+                Parsed::Rejected(d.len)
+            } else if d.truncated {
+                Parsed::Truncated(d.len)
+            } else {
+                Parsed::Decoded(d.len, pipeline::decode(decoder, d.slot, d.len))
+            });
+            n += 1;
+        }
+        if n == 0 {
+            break;
+        }
+        let mut p = shared.pipeline();
+        for parsed in chunk.iter().flatten() {
+            match parsed {
+                Parsed::Rejected(len) => p.count_rejected_source(*len),
+                Parsed::Truncated(len) => p.count_truncated(*len as u64),
+                // A malformed datagram is counted and skipped.
+                Parsed::Decoded(len, decoded) => p.fold(decoded, *len, now),
+            }
+        }
+        drop(p);
+        if n < CHUNK {
+            break;
         }
     }
     // Off the lock: the alert loop this may wake takes it next.
-    drop(p);
     shared.batch_arrived();
 }
 

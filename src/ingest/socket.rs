@@ -54,6 +54,29 @@ pub struct Listener {
     pub paced: bool,
 }
 
+/// How full the socket's receive queue is, as a fraction of what the kernel
+/// allows it (`SO_MEMINFO`: bytes charged for queued datagrams against the
+/// receive buffer). A unix datagram socket charges its queue to the
+/// senders, so it always reads 0 there.
+pub fn queue_fill(socket: impl AsFd) -> Option<f64> {
+    let mut info = [0u32; 9];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is writable for `len` bytes and the kernel writes at
+    // most that many; the descriptor is borrowed for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket.as_fd()),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let rcvbuf = info[libc::SK_MEMINFO_RCVBUF as usize];
+    (rc == 0 && rcvbuf > 0)
+        .then(|| f64::from(info[libc::SK_MEMINFO_RMEM_ALLOC as usize]) / f64::from(rcvbuf))
+}
+
 /// Bind the UDP listener.
 pub fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> io::Result<Listener> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;

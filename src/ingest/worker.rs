@@ -3,16 +3,16 @@
 //!
 //! Receiving a ~500-byte datagram costs the kernel about as much as parsing
 //! it costs us, so one thread doing both empties a backlog at half the rate
-//! the socket allows. A full batch from `recvmmsg` with more still queued is
-//! the sign of a backlog: the receive thread hands it here and goes straight
-//! back to the socket with a spare batch. Otherwise it is keeping up (a
-//! partial batch, or a burst it took whole), and it parses in place: that
-//! costs no wake-up and no cache lines crossing cores.
+//! the socket allows. When the receive thread is behind its socket
+//! ([`super::backlog`]) it hands each full batch here and goes straight
+//! back to the socket with a spare batch. Otherwise it parses in place:
+//! that costs no wake-up and no cache lines crossing cores.
 //!
 //! Order is kept: while any handed-over batch is unparsed, later batches
-//! follow it here instead of being parsed in place. Back-pressure is the
-//! spare pool: with every batch in flight, the receive thread waits for one
-//! to come back and the socket buffer absorbs the difference.
+//! follow it here instead of being parsed in place, since the count windows
+//! hold the last N requests in the order they were folded in. Back-pressure
+//! is the spare pool: with every batch in flight, the receive thread waits
+//! for one to come back and the socket buffer absorbs the difference.
 //!
 //! Neither thread spins: a thread waiting for the other sleeps in the
 //! channel's receive at once. Spinning (up to 1 ms, even only while a
@@ -178,6 +178,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::backlog::Backlog;
     use crate::pipeline::{Pipeline, PipelineConfig};
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixDatagram;
@@ -218,10 +219,10 @@ mod tests {
         let mut decoder = Decoder::new();
         while got < burst {
             got += batch.recv(rx.as_raw_fd()).unwrap();
-            let backlog = super::super::backlog(batch, rx);
+            let behind = Backlog::new(false).after(batch, rx).behind;
             let took = super::super::dispatch(
                 Some(&mut *worker),
-                backlog,
+                behind,
                 shared,
                 None,
                 &mut decoder,

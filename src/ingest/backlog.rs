@@ -1,0 +1,168 @@
+//! Backlog: whether a receive thread has fallen behind its socket, which is
+//! when it hands batches to the parse worker ([`super::worker`]).
+//!
+//! More datagrams queued behind a full batch (`FIONREAD`, one system call
+//! per full batch) says the socket was not taken empty. On a paced UDP
+//! socket ([`super::pace`]) that alone is no sign of trouble: the thread
+//! waited on purpose, and a burst can queue more than a batch meanwhile.
+//! There a backlog is a queue past [`BEHIND`] of what the kernel allows
+//! (`SO_MEMINFO`), where parsing in place is losing ground and a second
+//! core pays for its hand-over; once behind, the thread stays behind until
+//! it takes the socket empty, so a drain uses both cores to the end. A unix
+//! socket is never paced and its queue is a few datagrams, so there any
+//! datagram left behind a full batch is a backlog.
+
+use std::os::fd::AsFd;
+
+use super::batch::RecvBatch;
+use super::socket::queue_fill;
+
+/// The share of the receive buffer queued at which a paced socket is behind.
+const BEHIND: f64 = 0.25;
+
+/// One receive thread's view of its socket's queue.
+pub struct Backlog {
+    paced: bool,
+    behind: bool,
+}
+
+/// What one batch showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// More datagrams were queued behind it.
+    pub more: bool,
+    /// The thread is behind: hand this batch to the parse worker.
+    pub behind: bool,
+}
+
+impl Backlog {
+    pub fn new(paced: bool) -> Backlog {
+        Backlog {
+            paced,
+            behind: false,
+        }
+    }
+
+    /// Look at the socket after `batch` was received from it.
+    pub fn after(&mut self, batch: &RecvBatch, socket: impl AsFd) -> Seen {
+        let full = batch.len() == batch.capacity();
+        let more = full && rustix::io::ioctl_fionread(&socket).is_ok_and(|n| n > 0);
+        self.behind = more && (!self.paced || self.behind || filled(&socket) >= BEHIND);
+        Seen {
+            more,
+            behind: self.behind,
+        }
+    }
+}
+
+fn filled(socket: impl AsFd) -> f64 {
+    queue_fill(socket).unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixDatagram;
+
+    /// A receiver bound to loopback with a small buffer, and a sender.
+    fn udp_pair() -> (UdpSocket, UdpSocket) {
+        let l = crate::ingest::socket::bind_udp("127.0.0.1:0".parse().unwrap(), 64 << 10).unwrap();
+        let rx = UdpSocket::from(l.fd);
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        (rx, tx)
+    }
+
+    /// Send `n` datagrams and wait until the receiver's queue holds them:
+    /// loopback delivery may lag behind `send` on a busy machine.
+    fn queue(tx: &UdpSocket, rx: &UdpSocket, n: usize, size: usize) {
+        let before = queue_fill(rx).unwrap();
+        for _ in 0..n {
+            tx.send(&vec![b'x'; size]).unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while queue_fill(rx).unwrap() <= before {
+            assert!(std::time::Instant::now() < deadline, "never queued");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_paced_socket_is_behind_only_with_a_deep_queue_until_emptied() {
+        let (rx, tx) = udp_pair();
+        let mut b = Backlog::new(true);
+        let mut batch = RecvBatch::new(4);
+        // A few datagrams beyond a batch: more queued, not behind.
+        queue(&tx, &rx, 6, 100);
+        batch.recv(rx.as_raw_fd()).unwrap();
+        assert_eq!(
+            b.after(&batch, &rx),
+            Seen {
+                more: true,
+                behind: false
+            }
+        );
+        batch.recv(rx.as_raw_fd()).unwrap();
+        assert_eq!(
+            b.after(&batch, &rx),
+            Seen {
+                more: false,
+                behind: false
+            }
+        );
+        // A queue past a quarter of the buffer: behind, and it stays behind
+        // while batches come back full, even once the queue is short.
+        while queue_fill(&rx).unwrap() < BEHIND + 0.05 {
+            queue(&tx, &rx, 8, 1000);
+        }
+        batch.recv(rx.as_raw_fd()).unwrap();
+        assert!(b.after(&batch, &rx).behind);
+        loop {
+            batch.recv(rx.as_raw_fd()).unwrap();
+            let seen = b.after(&batch, &rx);
+            if !seen.more {
+                assert!(!seen.behind, "taken empty, no longer behind");
+                break;
+            }
+            assert!(seen.behind);
+        }
+        // Then a short queue again is not a backlog.
+        queue(&tx, &rx, 6, 100);
+        batch.recv(rx.as_raw_fd()).unwrap();
+        assert_eq!(
+            b.after(&batch, &rx),
+            Seen {
+                more: true,
+                behind: false
+            }
+        );
+    }
+
+    #[test]
+    fn on_a_unix_socket_anything_left_behind_a_full_batch_is_a_backlog() {
+        let (tx, rx) = UnixDatagram::pair().unwrap();
+        let mut b = Backlog::new(false);
+        let mut batch = RecvBatch::new(4);
+        for _ in 0..6 {
+            tx.send(b"x").unwrap();
+        }
+        batch.recv(rx.as_raw_fd()).unwrap();
+        assert_eq!(
+            b.after(&batch, &rx),
+            Seen {
+                more: true,
+                behind: true
+            }
+        );
+        batch.recv(rx.as_raw_fd()).unwrap();
+        assert_eq!(
+            b.after(&batch, &rx),
+            Seen {
+                more: false,
+                behind: false
+            }
+        );
+    }
+}
