@@ -1,8 +1,10 @@
 //! Shared state: what the receive threads update and the HTTP side reads.
 //!
 //! One mutex guards the pipeline. A receive thread (or its parse worker)
-//! takes it once per batch of up to 64 datagrams, readers take it to copy
-//! figures out and compute from the copy, so neither side holds it for long.
+//! decodes without it and takes it once per chunk of up to 16 decoded
+//! datagrams, to fold them in, so a reader may see part of a batch; readers
+//! take it to copy figures out and compute from the copy, so neither side
+//! holds it for long.
 //!
 //! Liveness ([`Liveness`]): each receive thread says when it enters its
 //! receive call and when it leaves it. A thread waiting in `recvmmsg` on a

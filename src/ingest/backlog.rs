@@ -8,9 +8,13 @@
 //! There a backlog is a queue past [`BEHIND`] of what the kernel allows
 //! (`SO_MEMINFO`), where parsing in place is losing ground and a second
 //! core pays for its hand-over; once behind, the thread stays behind until
-//! it takes the socket empty, so a drain uses both cores to the end. A unix
-//! socket is never paced and its queue is a few datagrams, so there any
-//! datagram left behind a full batch is a backlog.
+//! it takes the socket empty, so a drain uses both cores to the end. UDP
+//! credits the memory of datagrams already received back in steps of a
+//! quarter of the buffer (or when the queue empties), so the figure can
+//! overstate the queue by that much: hence half. Where `SO_MEMINFO` cannot
+//! be read, the old signal is used. A unix socket is never paced and its
+//! queue is a few datagrams, so there any datagram left behind a full batch
+//! is a backlog.
 
 use std::os::fd::AsFd;
 
@@ -18,7 +22,7 @@ use super::batch::RecvBatch;
 use super::socket::queue_fill;
 
 /// The share of the receive buffer queued at which a paced socket is behind.
-const BEHIND: f64 = 0.25;
+const BEHIND: f64 = 0.5;
 
 /// One receive thread's view of its socket's queue.
 pub struct Backlog {
@@ -55,8 +59,9 @@ impl Backlog {
     }
 }
 
+/// How full the queue is; full, and so behind, when that cannot be read.
 fn filled(socket: impl AsFd) -> f64 {
-    queue_fill(socket).unwrap_or(0.0)
+    queue_fill(socket).unwrap_or(1.0)
 }
 
 #[cfg(test)]
@@ -75,18 +80,27 @@ mod tests {
         (rx, tx)
     }
 
-    /// Send `n` datagrams and wait until the receiver's queue holds them:
-    /// loopback delivery may lag behind `send` on a busy machine.
+    /// Send `n` datagrams of `size` bytes and wait until the receiver's
+    /// queue holds them all: loopback delivery may lag behind `send` on a
+    /// busy machine. What one costs the queue is measured on the first.
     fn queue(tx: &UdpSocket, rx: &UdpSocket, n: usize, size: usize) {
-        let before = queue_fill(rx).unwrap();
-        for _ in 0..n {
+        let fill = || queue_fill(rx).unwrap();
+        let wait = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !done() {
+                assert!(std::time::Instant::now() < deadline, "never {what}");
+                std::thread::yield_now();
+            }
+        };
+        let before = fill();
+        tx.send(&vec![b'x'; size]).unwrap();
+        wait("queued the first", &|| fill() > before);
+        let charge = fill() - before;
+        for _ in 1..n {
             tx.send(&vec![b'x'; size]).unwrap();
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while queue_fill(rx).unwrap() <= before {
-            assert!(std::time::Instant::now() < deadline, "never queued");
-            std::thread::yield_now();
-        }
+        let all = before + n as f64 * charge - charge / 2.0;
+        wait("queued them all", &|| fill() >= all);
     }
 
     #[test]
@@ -112,10 +126,11 @@ mod tests {
                 behind: false
             }
         );
-        // A queue past a quarter of the buffer: behind, and it stays behind
-        // while batches come back full, even once the queue is short.
-        while queue_fill(&rx).unwrap() < BEHIND + 0.05 {
-            queue(&tx, &rx, 8, 1000);
+        // A queue well past half the buffer (taking a batch of 4 leaves it
+        // past half): behind, and it stays behind while batches come back
+        // full, even once the queue is short.
+        while queue_fill(&rx).unwrap() < BEHIND + 0.2 {
+            queue(&tx, &rx, 4, 1000);
         }
         batch.recv(rx.as_raw_fd()).unwrap();
         assert!(b.after(&batch, &rx).behind);

@@ -138,7 +138,7 @@ fn run(listener: &Listener, shared: &Arc<Shared>, live: &Liveness, stop: &Atomic
                 }
                 let received = batch.len();
                 let seen = backlog.after(&batch, &listener.fd);
-                dispatch(
+                let handed = dispatch(
                     worker.as_mut(),
                     seen.behind,
                     shared,
@@ -147,7 +147,9 @@ fn run(listener: &Listener, shared: &Arc<Shared>, live: &Liveness, stop: &Atomic
                     &mut batch,
                     elapsed.as_secs(),
                 );
-                if let Some(wait) = pace.after(elapsed, received, !seen.more)
+                // A hand-over may have waited for the worker, and more may
+                // have queued meanwhile: no pacing then.
+                if let Some(wait) = pace.after(elapsed, received, !seen.more && !handed)
                     && !stopping
                 {
                     std::thread::sleep(wait);

@@ -8,22 +8,26 @@
 //! cards solve the same problem with interrupt moderation; we do it with a
 //! short sleep. After a batch that left the socket empty, the thread sleeps
 //! for about the time it takes half a batch to arrive at the rate it has
-//! just seen, and never longer than [`MAX_WAIT`]. At 100 k/s that is about
-//! 0.3 ms and 32 datagrams per wake-up; at 1 k/s it is [`MAX_WAIT`] and ten.
+//! just seen, and never longer than [`MAX_WAIT`]. At 100 k/s that aims at
+//! about 0.3 ms and half a batch (32) per receive call; at 1 k/s it is
+//! [`MAX_WAIT`] and ten. (The load bench measures more per wake-up, since
+//! one wake-up may take several batches.)
 //! Below a few hundred a second a wait would collect less than
 //! [`MIN_GAIN`] datagrams and cost a wake-up of its own, so there is none.
 //!
 //! What it costs is latency, and only for datagrams that arrive during the
 //! wait: at most [`MAX_WAIT`], against an alert loop that judges every
-//! 100 ms and a failover notice allowed a second. The first datagram after
-//! a quiet spell is parsed the moment it arrives, since the thread then
-//! sleeps in its receive call, not here. While a backlog builds (a batch
-//! came back full with more queued) the thread never waits.
+//! 100 ms while traffic flows and a failover notice allowed a second. The
+//! first datagram after a quiet spell is parsed the moment it arrives (and
+//! judged at once), since the thread then sleeps in its receive call, not
+//! here. Pacing adds no wait while more is queued (a batch came back full
+//! with more behind it) or when the batch went to the parse worker.
 //!
 //! A wait must not overflow the socket: at the rate seen it fills half a
 //! batch, but the rate can jump. So the wait is also capped by the time the
-//! fastest sender we know (a loopback sender on one core, [`FAST_RATE`])
-//! takes to fill a quarter of the receive buffer. Unix datagram sockets are
+//! fastest sender measured here (a loopback sender on one core,
+//! [`FAST_RATE`]) takes to fill a quarter of the receive buffer; senders
+//! faster than that need a larger `RECV_BUFFER` in any case. Unix datagram sockets are
 //! never paced: their queue is limited by count (`net.unix.max_dgram_qlen`,
 //! 10 by default) rather than bytes, and nginx drops a log line its
 //! non-blocking send cannot queue.
@@ -140,9 +144,21 @@ mod tests {
 
     #[test]
     fn unix_sockets_are_never_paced() {
+        let dir = std::env::temp_dir().join(format!(
+            "poolwatch-pace-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let unix = crate::ingest::socket::bind_unix(&dir.join("s.sock"), 1 << 20).unwrap();
+        let udp = crate::ingest::socket::bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
+        assert!(!unix.paced);
+        assert!(udp.paced);
         let mut p = Pace::off();
         let t0 = Duration::from_secs(1);
         assert_eq!(p.after(t0, 1, true), None);
         assert_eq!(p.after(t0 + MS, 100, true), None);
+        drop(unix);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -56,8 +56,9 @@ pub struct Listener {
 
 /// How full the socket's receive queue is, as a fraction of what the kernel
 /// allows it (`SO_MEMINFO`: bytes charged for queued datagrams against the
-/// receive buffer). A unix datagram socket charges its queue to the
-/// senders, so it always reads 0 there.
+/// receive buffer). On UDP it includes datagrams received but not yet
+/// credited back, up to a quarter of the buffer. A unix datagram socket
+/// charges its queue to the senders, so it always reads 0 there.
 pub fn queue_fill(socket: impl AsFd) -> Option<f64> {
     let mut info = [0u32; 9];
     let mut len = std::mem::size_of_val(&info) as libc::socklen_t;

@@ -5,8 +5,8 @@
 //!
 //! The rules never run on a receive thread. Live, the alert loop copies a
 //! [`Snapshot`] out of the pipeline every 100 ms (once a second, or at the
-//! next batch, when idle) and calls [`Rules::evaluate`]; replay does the same after each line, at the log's
-//! own time. Everything is deltas between snapshots of cumulative counters,
+//! next batch, when idle) and calls [`Rules::evaluate`]; replay does the
+//! same after each line, at the log's own time. Everything is deltas between snapshots of cumulative counters,
 //! so a rule sees every request exactly once however often it runs.
 //!
 //! Rules return typed [`Finding`]s and write no text: `wording` speaks for
