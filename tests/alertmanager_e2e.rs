@@ -11,6 +11,8 @@ mod common;
 
 #[path = "common/alertmanager.rs"]
 mod alertmanager;
+#[path = "common/failover.rs"]
+mod failover;
 
 use std::time::Duration;
 
@@ -18,32 +20,11 @@ use alertmanager::{Alertmanager, Backend, Front, Route};
 use common::poolwatch::Poolwatch;
 use common::wait_until;
 use common::webhook::{Mode, Webhook};
+use failover::{failover, healthy};
 use serde_json::Value;
-
-const BLUE: &str = "127.0.0.1:3001";
-const GREEN: &str = "127.0.0.1:3002";
 
 /// Bounds a wait for something that must happen.
 const WAIT: Duration = Duration::from_secs(60);
-
-fn line(status: u16, ups: &str, addrs: &str, pool: &str) -> Vec<u8> {
-    format!(
-        r#"<190>Nov  5 09:07:03 web nginx: {{"status":{status},"request_time":0.004,"upstream_status":"{ups}","upstream_addr":"{addrs}","pool":"{pool}","release":"{pool}-1"}}"#
-    )
-    .into_bytes()
-}
-
-fn healthy(pw: &Poolwatch, pool: &str) {
-    let addr = if pool == "blue" { BLUE } else { GREEN };
-    pw.send(&vec![line(200, "200", addr, pool); 30]);
-}
-
-/// Blue fails a request that green rescues, then green serves: a failover
-/// that stays open until blue serves again.
-fn failover(pw: &Poolwatch) {
-    pw.send(&[line(200, "500, 200", &format!("{BLUE}, {GREEN}"), "green")]);
-    healthy(pw, "green");
-}
 
 fn poolwatch(am_url: &str, instance: &str, extra: &[(&str, &str)]) -> Poolwatch {
     let mut env = vec![

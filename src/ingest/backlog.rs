@@ -71,6 +71,16 @@ mod tests {
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixDatagram;
 
+    /// Receive the next batch and look at the socket after it.
+    fn next(b: &mut Backlog, batch: &mut RecvBatch, rx: impl AsFd) -> Seen {
+        batch.recv(rx.as_fd().as_raw_fd()).unwrap();
+        b.after(batch, rx)
+    }
+
+    const fn seen(more: bool, behind: bool) -> Seen {
+        Seen { more, behind }
+    }
+
     /// A receiver bound to loopback with a small buffer, and a sender.
     fn udp_pair() -> (UdpSocket, UdpSocket) {
         let l = crate::ingest::socket::bind_udp("127.0.0.1:0".parse().unwrap(), 64 << 10).unwrap();
@@ -110,33 +120,17 @@ mod tests {
         let mut batch = RecvBatch::new(4);
         // A few datagrams beyond a batch: more queued, not behind.
         queue(&tx, &rx, 6, 100);
-        batch.recv(rx.as_raw_fd()).unwrap();
-        assert_eq!(
-            b.after(&batch, &rx),
-            Seen {
-                more: true,
-                behind: false
-            }
-        );
-        batch.recv(rx.as_raw_fd()).unwrap();
-        assert_eq!(
-            b.after(&batch, &rx),
-            Seen {
-                more: false,
-                behind: false
-            }
-        );
+        assert_eq!(next(&mut b, &mut batch, &rx), seen(true, false));
+        assert_eq!(next(&mut b, &mut batch, &rx), seen(false, false));
         // A queue well past half the buffer (taking a batch of 4 leaves it
         // past half): behind, and it stays behind while batches come back
         // full, even once the queue is short.
         while queue_fill(&rx).unwrap() < BEHIND + 0.2 {
             queue(&tx, &rx, 4, 1000);
         }
-        batch.recv(rx.as_raw_fd()).unwrap();
-        assert!(b.after(&batch, &rx).behind);
+        assert!(next(&mut b, &mut batch, &rx).behind);
         loop {
-            batch.recv(rx.as_raw_fd()).unwrap();
-            let seen = b.after(&batch, &rx);
+            let seen = next(&mut b, &mut batch, &rx);
             if !seen.more {
                 assert!(!seen.behind, "taken empty, no longer behind");
                 break;
@@ -145,14 +139,7 @@ mod tests {
         }
         // Then a short queue again is not a backlog.
         queue(&tx, &rx, 6, 100);
-        batch.recv(rx.as_raw_fd()).unwrap();
-        assert_eq!(
-            b.after(&batch, &rx),
-            Seen {
-                more: true,
-                behind: false
-            }
-        );
+        assert_eq!(next(&mut b, &mut batch, &rx), seen(true, false));
     }
 
     #[test]
@@ -163,21 +150,7 @@ mod tests {
         for _ in 0..6 {
             tx.send(b"x").unwrap();
         }
-        batch.recv(rx.as_raw_fd()).unwrap();
-        assert_eq!(
-            b.after(&batch, &rx),
-            Seen {
-                more: true,
-                behind: true
-            }
-        );
-        batch.recv(rx.as_raw_fd()).unwrap();
-        assert_eq!(
-            b.after(&batch, &rx),
-            Seen {
-                more: false,
-                behind: false
-            }
-        );
+        assert_eq!(next(&mut b, &mut batch, &rx), seen(true, true));
+        assert_eq!(next(&mut b, &mut batch, &rx), seen(false, false));
     }
 }
