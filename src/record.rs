@@ -300,25 +300,36 @@ fn field_at(key: &str, pos: usize, order: &mut KeyOrder) -> Option<Field> {
 
 /// Equality for short byte strings (keys are at most a few dozen bytes),
 /// eight bytes at a time and inline: a `memcmp` call per key was a
-/// measurable share of the tape walk.
+/// measurable share of the tape walk. The last word overlaps the one
+/// before it rather than falling back to a byte loop, so a key of any
+/// length from 8 up costs one comparison per word.
 #[inline]
 fn same_short(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
+    let n = a.len();
+    if n != b.len() {
         return false;
     }
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        let x = u64::from_ne_bytes(x.try_into().expect("8-byte chunk"));
-        let y = u64::from_ne_bytes(y.try_into().expect("8-byte chunk"));
-        if x != y {
+    if n < 8 {
+        if n < 4 {
+            return a.iter().zip(b).all(|(x, y)| x == y);
+        }
+        return u32::from_ne_bytes(word(a, 0)) == u32::from_ne_bytes(word(b, 0))
+            && u32::from_ne_bytes(word(a, n - 4)) == u32::from_ne_bytes(word(b, n - 4));
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if u64::from_ne_bytes(word(a, at)) != u64::from_ne_bytes(word(b, at)) {
             return false;
         }
+        at += 8;
     }
-    ca.remainder()
-        .iter()
-        .zip(cb.remainder())
-        .all(|(x, y)| x == y)
+    u64::from_ne_bytes(word(a, n - 8)) == u64::from_ne_bytes(word(b, n - 8))
+}
+
+/// The `N` bytes of `s` from `at`.
+#[inline(always)]
+fn word<const N: usize>(s: &[u8], at: usize) -> [u8; N] {
+    s[at..at + N].try_into().expect("N bytes")
 }
 
 fn field(key: &str) -> Option<Field> {
@@ -375,53 +386,69 @@ fn read_fields<'a>(
     let Some(Node::Object { len, .. }) = nodes.first() else {
         return Err(DecodeError::InvalidJson);
     };
-    let mut rec = AccessRecord::default();
+    // String fields by `Field` index, filled as found and moved into the
+    // record at the end: one indexed store per key instead of a match.
+    let mut strs: [&'a str; FIELD_NAMES.len()] = [""; FIELD_NAMES.len()];
     let mut status: Option<Result<u16, DecodeError>> = None;
+    let (mut body_bytes_sent, mut request_time) = (0, None);
     let mut i = 1;
     for pos in 0..*len {
-        let Some(Node::String(key)) = nodes.get(i) else {
+        let (Some(Node::String(key)), Some(value)) = (nodes.get(i), nodes.get(i + 1)) else {
             return Err(DecodeError::InvalidJson);
         };
-        let value = nodes.get(i + 1).ok_or(DecodeError::InvalidJson)?;
         i += 1 + node_span(value);
         let Some(f) = field_at(key, pos, order) else {
             continue;
         };
-        if let (Field::UpstreamStatus, Node::String(s)) = (f, value) {
+        match (f, value) {
             // "-" is a real element here (no response), not an absent value.
-            rec.upstream_status = s;
-            continue;
-        }
-        let v = scalar(value);
-        match f {
-            Field::Status => status = Some(parse_status(&v)),
-            Field::BodyBytesSent => rec.body_bytes_sent = as_u64(&v).unwrap_or(0),
-            Field::RequestTime => rec.request_time = as_seconds(&v),
-            _ => {
-                let s = match v {
+            (Field::UpstreamStatus, Node::String(s)) => strs[f as usize] = s,
+            (Field::Status, v) => status = Some(parse_status(&scalar(v))),
+            (Field::BodyBytesSent, v) => body_bytes_sent = as_u64(&scalar(v)).unwrap_or(0),
+            (Field::RequestTime, v) => request_time = as_seconds(&scalar(v)),
+            (_, v) => {
+                strs[f as usize] = match scalar(v) {
                     Scalar::Str(s) => s,
                     _ => "",
-                };
-                match f {
-                    Field::Time => rec.time = s,
-                    Field::RemoteAddr => rec.remote_addr = s,
-                    Field::Request => rec.request = s,
-                    Field::Method => rec.method = s,
-                    Field::Uri => rec.uri = s,
-                    Field::UpstreamStatus => rec.upstream_status = s,
-                    Field::UpstreamAddr => rec.upstream_addr = s,
-                    Field::UpstreamResponseTime => rec.upstream_response_time = s,
-                    Field::Pool => rec.pool = s,
-                    Field::Release => rec.release = s,
-                    Field::RequestId => rec.request_id = s,
-                    Field::UserAgent => rec.http_user_agent = s,
-                    Field::Status | Field::BodyBytesSent | Field::RequestTime => {}
                 }
             }
         }
     }
-    rec.status = status.ok_or(DecodeError::MissingStatus)??;
-    Ok(rec)
+    let [
+        time,
+        remote_addr,
+        request,
+        method,
+        uri,
+        _status,
+        _body_bytes_sent,
+        _request_time,
+        upstream_status,
+        upstream_addr,
+        upstream_response_time,
+        pool,
+        release,
+        request_id,
+        http_user_agent,
+    ] = strs;
+    Ok(AccessRecord {
+        time,
+        remote_addr,
+        request,
+        method,
+        uri,
+        status: status.ok_or(DecodeError::MissingStatus)??,
+        body_bytes_sent,
+        request_time,
+        upstream_status,
+        upstream_addr,
+        upstream_response_time,
+        pool,
+        release,
+        request_id,
+        http_user_agent,
+        repaired_utf8: false,
+    })
 }
 
 /// Number of tape nodes a value occupies, nested values included.
@@ -581,6 +608,15 @@ mod tests {
         fn short_equality_is_equality(a in proptest::collection::vec(0u8..4, 0..40), b in proptest::collection::vec(0u8..4, 0..40)) {
             proptest::prop_assert_eq!(same_short(&a, &b), a == b);
             proptest::prop_assert!(same_short(&a, &a));
+        }
+
+        #[test]
+        fn short_equality_sees_one_changed_byte(a in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..40), at in 0usize..40, flip in 1u8..=255) {
+            let mut b = a.clone();
+            let at = at % a.len();
+            b[at] ^= flip;
+            proptest::prop_assert!(!same_short(&a, &b));
+            proptest::prop_assert!(same_short(&a, &a.clone()));
         }
 
         #[test]

@@ -104,7 +104,8 @@ impl Attempt<'_> {
     /// nginx logs the upstream group's name instead of an address when every
     /// server was marked down: no pool was tried at all.
     pub fn is_no_live_upstream(&self) -> bool {
-        !self.addr.is_empty() && !self.addr.contains(':')
+        // From the end: an address's colon is its port's, a few bytes back.
+        !self.addr.is_empty() && !self.addr.bytes().rev().any(|b| b == b':')
     }
 }
 
@@ -123,7 +124,7 @@ pub fn attempts<'a>(
     let mut times = split(response_time);
     let addrs = if addr == "-" { split("") } else { split(addr) };
     addrs.map(move |addr| {
-        let status = statuses.next().and_then(|s| s.parse().ok());
+        let status = statuses.next().and_then(parse_status);
         Attempt {
             addr,
             outcome: Outcome::from_status(status),
@@ -131,6 +132,18 @@ pub fn attempts<'a>(
             response_time: times.next().and_then(|t| t.parse().ok()),
         }
     })
+}
+
+/// An attempt's status: three digits as nginx writes it, read without the
+/// general integer parser (one per attempt adds up at line rate); anything
+/// else as `u16` would read it.
+fn parse_status(s: &str) -> Option<u16> {
+    match *s.as_bytes() {
+        [a, b, c] if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() => {
+            Some(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
+        }
+        _ => s.parse().ok(),
+    }
 }
 
 /// Whether attempt `a`, the last of a request answered `final_status`, was
@@ -223,20 +236,25 @@ impl<'a> Iterator for Split<'a> {
         if self.done {
             return None;
         }
+        // Both separators hold a space and elements never do, so only a
+        // space can start or end one: look for spaces alone, then check
+        // which separator, if any, it belongs to. The first space decides
+        // (a `", "` ending there starts before any separator after it).
         let b = self.rest.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b',' && b.get(i + 1) == Some(&b' ') {
-                let item = &self.rest[..i];
-                self.rest = &self.rest[i + 2..];
+        let mut from = 0;
+        while let Some(p) = b[from..].iter().position(|&c| c == b' ') {
+            let i = from + p;
+            if i > 0 && b[i - 1] == b',' {
+                let item = &self.rest[..i - 1];
+                self.rest = &self.rest[i + 1..];
                 return Some(item);
             }
-            if b[i] == b' ' && b.get(i + 1) == Some(&b':') && b.get(i + 2) == Some(&b' ') {
+            if b.get(i + 1) == Some(&b':') && b.get(i + 2) == Some(&b' ') {
                 let item = &self.rest[..i];
                 self.rest = &self.rest[i + 3..];
                 return Some(item);
             }
-            i += 1;
+            from = i + 1;
         }
         self.done = true;
         Some(self.rest)
@@ -389,5 +407,46 @@ mod tests {
         assert_eq!(a[1].outcome, Outcome::NoResponse);
         assert_eq!(a[1].response_time, None);
         assert_eq!(attempts("500, 200", "x:1", "").count(), 1);
+    }
+
+    /// The list split the plain way: at each separator, leftmost first.
+    fn split_by_scan(list: &str) -> Vec<&str> {
+        if list.is_empty() {
+            return vec![];
+        }
+        let (mut out, mut start, mut i) = (vec![], 0, 0);
+        let b = list.as_bytes();
+        while i < b.len() {
+            let sep = if b[i..].starts_with(b", ") {
+                2
+            } else if b[i..].starts_with(b" : ") {
+                3
+            } else {
+                0
+            };
+            if sep > 0 {
+                out.push(&list[start..i]);
+                i += sep;
+                start = i;
+            } else {
+                i += 1;
+            }
+        }
+        out.push(&list[start..]);
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn split_finds_the_separators_a_scan_finds(list in "[a1,: ]{0,24}") {
+            proptest::prop_assert_eq!(split(&list).collect::<Vec<_>>(), split_by_scan(&list));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn statuses_read_as_u16_reads_them(s in "[+0-9a-]{0,6}") {
+            proptest::prop_assert_eq!(parse_status(&s), s.parse::<u16>().ok());
+        }
     }
 }
