@@ -48,6 +48,111 @@ pub struct AccessRecord<'a> {
     pub repaired_utf8: bool,
 }
 
+/// An [`AccessRecord`] as offsets into the buffer it was decoded from:
+/// what lets a batch decoded on one thread travel with its buffers to
+/// another and be folded in there without decoding it again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spans {
+    /// Start and length of each string field, in declaration order.
+    strs: [(u32, u32); 12],
+    status: u16,
+    body_bytes_sent: u64,
+    request_time: Option<f64>,
+    repaired_utf8: bool,
+}
+
+impl<'a> AccessRecord<'a> {
+    fn strs(&self) -> [&'a str; 12] {
+        [
+            self.time,
+            self.remote_addr,
+            self.request,
+            self.method,
+            self.uri,
+            self.upstream_status,
+            self.upstream_addr,
+            self.upstream_response_time,
+            self.pool,
+            self.release,
+            self.request_id,
+            self.http_user_agent,
+        ]
+    }
+
+    /// Where each string of this record lies in `base`, the address range
+    /// (`as_ptr_range`) of the buffer it was decoded from. `None` if a
+    /// non-empty one lies elsewhere, which decoding in place never does.
+    pub fn spans(&self, base: std::ops::Range<*const u8>) -> Option<Spans> {
+        let (start, end) = (base.start as usize, base.end as usize);
+        let mut strs = [(0, 0); 12];
+        for (span, s) in strs.iter_mut().zip(self.strs()) {
+            if s.is_empty() {
+                continue;
+            }
+            let at = (s.as_ptr() as usize).checked_sub(start)?;
+            if start + at + s.len() > end {
+                return None;
+            }
+            *span = (u32::try_from(at).ok()?, u32::try_from(s.len()).ok()?);
+        }
+        Some(Spans {
+            strs,
+            status: self.status,
+            body_bytes_sent: self.body_bytes_sent,
+            request_time: self.request_time,
+            repaired_utf8: self.repaired_utf8,
+        })
+    }
+}
+
+impl Spans {
+    /// The record again, its strings read from `base`.
+    ///
+    /// # Safety
+    /// `base` holds the bytes [`AccessRecord::spans`] was given, unchanged
+    /// since: each span is then a whole `str` of the record.
+    pub unsafe fn record<'a>(&self, base: &'a [u8]) -> AccessRecord<'a> {
+        let s = |(at, len): (u32, u32)| {
+            let bytes = &base[at as usize..(at + len) as usize];
+            // SAFETY: the caller promises these bytes are a `str` that
+            // `spans` measured, unchanged.
+            unsafe { std::str::from_utf8_unchecked(bytes) }
+        };
+        let [
+            time,
+            remote_addr,
+            request,
+            method,
+            uri,
+            upstream_status,
+            upstream_addr,
+            upstream_response_time,
+            pool,
+            release,
+            request_id,
+            http_user_agent,
+        ] = self.strs.map(s);
+        AccessRecord {
+            time,
+            remote_addr,
+            request,
+            method,
+            uri,
+            status: self.status,
+            body_bytes_sent: self.body_bytes_sent,
+            request_time: self.request_time,
+            upstream_status,
+            upstream_addr,
+            upstream_response_time,
+            pool,
+            release,
+            request_id,
+            http_user_agent,
+            repaired_utf8: self.repaired_utf8,
+        }
+    }
+}
+
 /// Why a message is not an access record. Each maps to a `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecodeError {
@@ -647,6 +752,28 @@ mod tests {
                 .enumerate()
                 .all(|(i, (n, f))| *f as usize == i && field(n) == Some(*f))
         );
+    }
+
+    #[test]
+    fn spans_give_the_same_record_back() {
+        let line = br#"{"time":"t","status":502,"request_time":"0.5","uri":"/a\"b","upstream_status":"-","upstream_addr":"10.0.0.2:3000","pool":"-","release":"r1","http_user_agent":"caf\xC3\xA9"}"#;
+        let (mut v, len) = padded(line);
+        let mut d = Decoder::new();
+        let base = v.as_ptr_range();
+        let r = d.decode(&mut v, len).unwrap();
+        let spans = r
+            .spans(base.clone())
+            .expect("every string lies in the buffer");
+        // A string from elsewhere has no span.
+        let elsewhere = AccessRecord {
+            pool: "blue",
+            ..r.clone()
+        };
+        assert_eq!(elsewhere.spans(base), None);
+        let copy = format!("{r:?}");
+        assert_eq!(r.uri, "/a\"b");
+        // SAFETY: the same buffer, unchanged since.
+        assert_eq!(format!("{:?}", unsafe { spans.record(&v) }), copy);
     }
 
     #[test]

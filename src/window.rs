@@ -138,7 +138,7 @@ impl CountWindow {
         }
         self.slots[self.next] = o;
         self.sums.apply(o, 1);
-        self.next = (self.next + 1) % self.slots.len();
+        self.next = advance(self.next, self.slots.len());
     }
 
     pub fn sums(&self) -> Sums {
@@ -199,10 +199,21 @@ struct Second {
     latency: [u32; LAT_BUCKETS],
 }
 
+/// The ring position after `i` in a ring of `len`: a compare, not the
+/// division `%` would cost on every push.
+#[inline]
+fn advance(i: usize, len: usize) -> usize {
+    if i + 1 == len { 0 } else { i + 1 }
+}
+
 /// Per-second buckets over the last T seconds.
 #[derive(Debug, Clone)]
 pub struct TimeWindow {
     seconds: Box<[Second]>,
+    /// The second last pushed to and its bucket: every push of a second
+    /// lands in the same one, and a division per push is measurable at
+    /// line rate.
+    current: (u64, usize),
 }
 
 impl TimeWindow {
@@ -215,12 +226,15 @@ impl TimeWindow {
         };
         TimeWindow {
             seconds: vec![empty; seconds.max(1) as usize].into_boxed_slice(),
+            current: (u64::MAX, 0),
         }
     }
 
     pub fn push(&mut self, now: u64, o: Observation) {
-        let n = self.seconds.len() as u64;
-        let s = &mut self.seconds[(now % n) as usize];
+        if self.current.0 != now {
+            self.current = (now, (now % self.seconds.len() as u64) as usize);
+        }
+        let s = &mut self.seconds[self.current.1];
         if s.at != now {
             s.at = now;
             s.sums = Sums::default();
@@ -346,7 +360,7 @@ impl ServingRing {
         }
         self.ring[self.next] = pool as u8;
         self.counts[pool] += 1;
-        self.next = (self.next + 1) % self.ring.len();
+        self.next = advance(self.next, self.ring.len());
     }
 
     /// The pool with the most of the last requests; ties go to the one that

@@ -16,6 +16,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::record::INPUT_PADDING;
 
@@ -44,6 +45,17 @@ pub struct RecvBatch {
     names: Vec<libc::sockaddr_storage>,
     msgs: Vec<libc::mmsghdr>,
     received: usize,
+    /// Changes with every `recv` and every write access to the slots:
+    /// what lets a record decoded from them earlier ([`super::decoded`])
+    /// tell that they still hold the bytes it was decoded from.
+    receipt: u64,
+}
+
+/// Source of receipts, unique across every batch of the process.
+static RECEIPTS: AtomicU64 = AtomicU64::new(0);
+
+fn next_receipt() -> u64 {
+    RECEIPTS.fetch_add(1, Ordering::Relaxed)
 }
 
 // SAFETY: the raw pointers only point into `bufs`, `iovecs` and `names`,
@@ -90,6 +102,7 @@ impl RecvBatch {
             names,
             msgs,
             received: 0,
+            receipt: next_receipt(),
         }
     }
 
@@ -97,6 +110,7 @@ impl RecvBatch {
     /// down for reading), then take up to a batch. Returns how many arrived.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.received = 0;
+        self.receipt = next_receipt();
         for m in &mut self.msgs {
             m.msg_len = 0;
             m.msg_hdr.msg_flags = 0;
@@ -157,10 +171,22 @@ impl RecvBatch {
     /// cut it short.
     pub fn slot(&mut self, i: usize) -> (&mut [u8], usize, bool) {
         assert!(i < self.received);
+        self.receipt = next_receipt();
         let m = &self.msgs[i];
         let len = m.msg_len as usize;
         let truncated = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
         (&mut self.bufs[i * SLOT..(i + 1) * SLOT], len, truncated)
+    }
+
+    /// Slot `i` of the last `recv`, to read.
+    pub fn slot_bytes(&self, i: usize) -> &[u8] {
+        assert!(i < self.received);
+        &self.bufs[i * SLOT..(i + 1) * SLOT]
+    }
+
+    /// Identifies the slots' contents: it changes whenever they may have.
+    pub fn receipt(&self) -> u64 {
+        self.receipt
     }
 
     /// The IP address datagram `i` of the last `recv` came from; `None` for
@@ -174,6 +200,7 @@ impl RecvBatch {
     /// so that several can be decoded before any is folded in.
     pub fn datagrams(&mut self) -> impl Iterator<Item = Datagram<'_>> {
         let n = self.received;
+        self.receipt = next_receipt();
         self.bufs
             .chunks_exact_mut(SLOT)
             .zip(&self.msgs)

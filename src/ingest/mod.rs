@@ -12,7 +12,9 @@
 //! than one: waking, not receiving, is most of what a datagram costs at
 //! ordinary rates. When the thread falls behind its socket ([`backlog`]),
 //! full batches go to a parse worker ([`worker`]) and receiving and parsing
-//! run on two cores at once.
+//! run on two cores at once; if the worker falls behind too, the receive
+//! thread decodes those batches first and the worker only folds them in
+//! ([`decoded`]).
 //!
 //! The thread wakes only for datagrams: no receive timeout, no heartbeat.
 //! It says when it enters and leaves its receive call
@@ -28,6 +30,7 @@ pub mod affinity;
 pub mod allow;
 pub mod backlog;
 pub mod batch;
+pub mod decoded;
 pub mod kernel_drops;
 pub mod pace;
 pub mod socket;
@@ -176,9 +179,11 @@ fn run(listener: &Listener, shared: &Arc<Shared>, live: &Liveness, stop: &Atomic
 
 /// Deal with the datagrams just received into `batch` at window clock
 /// `now`. When this thread is `behind` its socket, the worker parses the
-/// batch while this thread goes back to the socket. Otherwise it is parsed
-/// here, unless earlier batches are still with the worker, which it must
-/// not overtake. Returns whether the worker took it.
+/// batch while this thread goes back to the socket; if the worker is behind
+/// too, this thread decodes the batch first and the worker only folds it in
+/// ([`decoded`]). Otherwise it is parsed here, unless earlier batches are
+/// still with the worker, which it must not overtake. Returns whether the
+/// worker took it.
 fn dispatch(
     worker: Option<&mut Worker>,
     behind: bool,
@@ -188,11 +193,24 @@ fn dispatch(
     batch: &mut RecvBatch,
     now: u64,
 ) -> bool {
-    let handed = worker.is_some_and(|w| (behind || w.busy()) && w.hand_over(batch, now));
-    if !handed {
+    let Some(w) = worker.and_then(|w| (behind || w.busy()).then_some(w)) else {
         parse(shared, allow, decoder, batch, now);
+        return false;
+    };
+    let decoded = w.backed_up().then(|| {
+        let mut d = w.spare_decoded();
+        d.decode(allow, decoder, batch);
+        d
+    });
+    match w.hand_over(batch, now, decoded) {
+        Ok(()) => true,
+        // The worker is gone: fold in here what was decoded here.
+        Err(Some(d)) if d.fold(shared, batch, now) => false,
+        Err(_) => {
+            parse(shared, allow, decoder, batch, now);
+            false
+        }
     }
-    handed
 }
 
 /// Datagrams decoded before the pipeline lock is taken to fold them in.
@@ -206,6 +224,23 @@ enum Parsed<'a> {
     Rejected(usize),
     Truncated(usize),
     Decoded(usize, Result<AccessRecord<'a>, Malformed>),
+}
+
+/// Decode one datagram, unless its source is not allowed or the kernel cut
+/// it short.
+fn classify<'a>(
+    d: batch::Datagram<'a>,
+    allow: Option<&AllowList>,
+    decoder: &mut Decoder,
+) -> Parsed<'a> {
+    let permitted = allow.is_none_or(|a| d.source.is_some_and(|ip| a.permits(ip)));
+    if !permitted {
+        Parsed::Rejected(d.len)
+    } else if d.truncated {
+        Parsed::Truncated(d.len)
+    } else {
+        Parsed::Decoded(d.len, pipeline::decode(decoder, d.slot, d.len))
+    }
 }
 
 /// Fold every datagram of `batch`, received at window clock `now`, into the
@@ -225,14 +260,7 @@ fn parse(
         let mut chunk: [Option<Parsed<'_>>; CHUNK] = Default::default();
         let mut n = 0;
         for d in datagrams.by_ref().take(CHUNK) {
-            let permitted = allow.is_none_or(|a| d.source.is_some_and(|ip| a.permits(ip)));
-            chunk[n] = Some(if !permitted {
-                Parsed::Rejected(d.len)
-            } else if d.truncated {
-                Parsed::Truncated(d.len)
-            } else {
-                Parsed::Decoded(d.len, pipeline::decode(decoder, d.slot, d.len))
-            });
+            chunk[n] = Some(classify(d, allow, decoder));
             n += 1;
         }
         if n == 0 {

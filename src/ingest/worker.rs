@@ -8,6 +8,12 @@
 //! back to the socket with a spare batch. Otherwise it parses in place:
 //! that costs no wake-up and no cache lines crossing cores.
 //!
+//! When the worker falls behind as well ([`DECODE_HERE_FROM`] batches in
+//! flight), the receive thread decodes each batch before handing it over
+//! ([`super::decoded`]) and the worker only folds it in: decoding where the
+//! datagrams were just written is cheaper than on the other core, and it
+//! evens the two threads out while a backlog drains.
+//!
 //! Order is kept: while any handed-over batch is unparsed, later batches
 //! follow it here instead of being parsed in place, since the count windows
 //! hold the last N requests in the order they were folded in. Back-pressure
@@ -32,6 +38,7 @@ use std::thread::JoinHandle;
 use super::affinity::{CpuSet, current_cpu};
 use super::allow::SharedAllowList;
 use super::batch::RecvBatch;
+use super::decoded::Decoded;
 use crate::record::Decoder;
 use crate::state::Shared;
 
@@ -41,9 +48,17 @@ use crate::state::Shared;
 /// the pages datagrams touch become resident.
 const IN_FLIGHT: usize = 4;
 
+/// Batches handed over and not yet given back from which the receive thread
+/// decodes the batches it hands over itself ([`super::decoded`]): the
+/// worker is then behind too, and decoding where the datagrams are still
+/// in cache is what evens the two threads out.
+const DECODE_HERE_FROM: usize = 2;
+
 /// A full batch and the window clock at the time it was received.
 struct Job {
     batch: RecvBatch,
+    /// The batch as the receive thread decoded it, if it did.
+    decoded: Option<Decoded>,
     now: u64,
     /// The CPU the receive thread handed it over from.
     cpu: Option<usize>,
@@ -52,8 +67,9 @@ struct Job {
 /// The receive thread's side of the worker.
 pub struct Worker {
     jobs: Option<SyncSender<Job>>,
-    done: Receiver<RecvBatch>,
+    done: Receiver<(RecvBatch, Option<Decoded>)>,
     spare: Vec<RecvBatch>,
+    spare_decoded: Vec<Decoded>,
     /// Batches handed over and not yet collected back into `spare`.
     outstanding: usize,
     thread: Option<JoinHandle<()>>,
@@ -84,22 +100,29 @@ impl Worker {
                     {
                         allowed.confine_current_thread_without(here);
                     }
-                    super::parse(
-                        &shared,
-                        allow.as_mut().and_then(|a| a.current()),
-                        &mut decoder,
-                        &mut job.batch,
-                        job.now,
-                    );
+                    let folded = job
+                        .decoded
+                        .as_ref()
+                        .is_some_and(|d| d.fold(&shared, &job.batch, job.now));
+                    if !folded {
+                        super::parse(
+                            &shared,
+                            allow.as_mut().and_then(|a| a.current()),
+                            &mut decoder,
+                            &mut job.batch,
+                            job.now,
+                        );
+                    }
                     // The receive thread may be gone at shutdown; the batch is
                     // then simply freed.
-                    let _ = give_back.send(job.batch);
+                    let _ = give_back.send((job.batch, job.decoded));
                 }
             })?;
         Ok(Some(Worker {
             jobs: Some(jobs),
             done,
             spare: Vec::new(),
+            spare_decoded: Vec::new(),
             outstanding: 0,
             thread: Some(thread),
         }))
@@ -108,62 +131,90 @@ impl Worker {
     /// Whether batches handed over are still being parsed. Collects those
     /// that came back.
     pub fn busy(&mut self) -> bool {
-        while let Ok(b) = self.done.try_recv() {
-            self.returned(b);
-        }
+        self.collect();
         self.outstanding > 0
     }
 
-    /// Hand `batch`, received at window clock `now`, to the worker and put
-    /// an empty one of the same size in its place: a spare, a new one while
-    /// fewer than [`IN_FLIGHT`] exist, or else the first to come back.
-    /// Returns false, leaving `batch` as it was, if the worker is gone; the
-    /// caller then parses it itself.
-    pub fn hand_over(&mut self, batch: &mut RecvBatch, now: u64) -> bool {
+    /// Whether the worker is behind as well, so that the receive thread
+    /// should decode what it hands over ([`DECODE_HERE_FROM`]).
+    pub fn backed_up(&mut self) -> bool {
+        self.collect();
+        self.outstanding >= DECODE_HERE_FROM
+    }
+
+    /// Somewhere to decode a batch into, for [`Worker::hand_over`].
+    pub fn spare_decoded(&mut self) -> Decoded {
+        self.spare_decoded.pop().unwrap_or_default()
+    }
+
+    fn collect(&mut self) {
+        while let Ok(b) = self.done.try_recv() {
+            self.returned(b);
+        }
+    }
+
+    /// Hand `batch`, received at window clock `now` and perhaps `decoded`
+    /// already, to the worker and put an empty one of the same size in its
+    /// place: a spare, a new one while fewer than [`IN_FLIGHT`] exist, or
+    /// else the first to come back. If the worker is gone, leaves `batch`
+    /// as it was and gives `decoded` back; the caller then folds it in
+    /// itself.
+    pub fn hand_over(
+        &mut self,
+        batch: &mut RecvBatch,
+        now: u64,
+        decoded: Option<Decoded>,
+    ) -> Result<(), Option<Decoded>> {
         if self.jobs.is_none() {
-            return false;
+            return Err(decoded);
         }
         let empty = match self.spare.pop() {
             Some(b) => b,
             // Every batch beyond the one in hand is outstanding or spare.
             None if self.outstanding < IN_FLIGHT => RecvBatch::new(batch.capacity()),
             None => match self.done.recv() {
-                Ok(b) => {
+                Ok((b, d)) => {
                     self.outstanding -= 1;
+                    self.spare_decoded.extend(d);
                     b
                 }
-                Err(_) => return self.stopped(),
+                Err(_) => {
+                    self.stopped();
+                    return Err(decoded);
+                }
             },
         };
         let full = std::mem::replace(batch, empty);
         let jobs = self.jobs.as_ref().expect("checked above");
         match jobs.send(Job {
             batch: full,
+            decoded,
             now,
             cpu: current_cpu(),
         }) {
             Ok(()) => {
                 self.outstanding += 1;
-                true
+                Ok(())
             }
             Err(mpsc::SendError(job)) => {
                 self.spare.push(std::mem::replace(batch, job.batch));
-                self.stopped()
+                self.stopped();
+                Err(job.decoded)
             }
         }
     }
 
     /// The worker thread is gone, which only a panic while parsing does:
     /// parse on the receive thread from now on rather than lose batches.
-    fn stopped(&mut self) -> bool {
+    fn stopped(&mut self) {
         tracing::error!("parse worker stopped; parsing on the receive thread");
         self.jobs = None;
-        false
     }
 
-    fn returned(&mut self, b: RecvBatch) {
+    fn returned(&mut self, (b, d): (RecvBatch, Option<Decoded>)) {
         self.outstanding -= 1;
         self.spare.push(b);
+        self.spare_decoded.extend(d);
     }
 
     /// Let the worker parse what it holds, then stop it.
