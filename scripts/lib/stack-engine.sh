@@ -212,9 +212,12 @@ engine_restore_rules() {
     command -v "$cmd-save" >/dev/null 2>&1 || return 0
     now=$("$cmd-save" 2>/dev/null) || return 0
     # Rules added since: each occurrence beyond those present before, last
-    # first (so that jumps go before the chains they jump to).
+    # first (so that jumps go before the chains they jump to). The first
+    # file is told by name, not by `FNR == NR`: on a host with no tables
+    # before, the saved file is empty, and every line of the second would
+    # count as the first's.
     awk '
-        FNR == NR { if (/^\*/) t = $0; else if (/^-A /) seen[t SUBSEP $0]++; next }
+        FILENAME == ARGV[1] { if (/^\*/) t = $0; else if (/^-A /) seen[t SUBSEP $0]++; next }
         /^\*/ { t = $0; next }
         /^-A / { if (seen[t SUBSEP $0] > 0) seen[t SUBSEP $0]--; else print substr(t, 2) "\t" $0 }
     ' "$before" <(printf '%s\n' "$now") | tac |
@@ -223,7 +226,7 @@ engine_restore_rules() {
         done
     # Chains added since, and policies changed.
     awk '
-        FNR == NR { if (/^\*/) t = $0; else if (/^:/) { split($0, a, " "); had[t SUBSEP a[1]] = a[2] }; next }
+        FILENAME == ARGV[1] { if (/^\*/) t = $0; else if (/^:/) { split($0, a, " "); had[t SUBSEP a[1]] = a[2] }; next }
         /^\*/ { t = $0; next }
         /^:/ {
             split($0, a, " ")
