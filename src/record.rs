@@ -54,15 +54,19 @@ pub struct AccessRecord<'a> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Spans {
     /// Start and length of each string field, in declaration order.
-    strs: [(u32, u32); 12],
+    strs: [(u32, u32); STRS],
     status: u16,
     body_bytes_sent: u64,
     request_time: Option<f64>,
     repaired_utf8: bool,
 }
 
+/// How many string fields a record has.
+const STRS: usize = 12;
+
 impl<'a> AccessRecord<'a> {
-    fn strs(&self) -> [&'a str; 12] {
+    /// The string fields, in the order of the first [`Field`]s.
+    fn strs(&self) -> [&'a str; STRS] {
         [
             self.time,
             self.remote_addr,
@@ -79,12 +83,55 @@ impl<'a> AccessRecord<'a> {
         ]
     }
 
+    /// A record from its string fields, in the order of [`Self::strs`],
+    /// and the rest.
+    fn from_parts(
+        strs: [&'a str; STRS],
+        status: u16,
+        body_bytes_sent: u64,
+        request_time: Option<f64>,
+        repaired_utf8: bool,
+    ) -> AccessRecord<'a> {
+        let [
+            time,
+            remote_addr,
+            request,
+            method,
+            uri,
+            upstream_status,
+            upstream_addr,
+            upstream_response_time,
+            pool,
+            release,
+            request_id,
+            http_user_agent,
+        ] = strs;
+        AccessRecord {
+            time,
+            remote_addr,
+            request,
+            method,
+            uri,
+            status,
+            body_bytes_sent,
+            request_time,
+            upstream_status,
+            upstream_addr,
+            upstream_response_time,
+            pool,
+            release,
+            request_id,
+            http_user_agent,
+            repaired_utf8,
+        }
+    }
+
     /// Where each string of this record lies in `base`, the address range
     /// (`as_ptr_range`) of the buffer it was decoded from. `None` if a
     /// non-empty one lies elsewhere, which decoding in place never does.
     pub fn spans(&self, base: std::ops::Range<*const u8>) -> Option<Spans> {
         let (start, end) = (base.start as usize, base.end as usize);
-        let mut strs = [(0, 0); 12];
+        let mut strs = [(0, 0); STRS];
         for (span, s) in strs.iter_mut().zip(self.strs()) {
             if s.is_empty() {
                 continue;
@@ -118,38 +165,13 @@ impl Spans {
             // `spans` measured, unchanged.
             unsafe { std::str::from_utf8_unchecked(bytes) }
         };
-        let [
-            time,
-            remote_addr,
-            request,
-            method,
-            uri,
-            upstream_status,
-            upstream_addr,
-            upstream_response_time,
-            pool,
-            release,
-            request_id,
-            http_user_agent,
-        ] = self.strs.map(s);
-        AccessRecord {
-            time,
-            remote_addr,
-            request,
-            method,
-            uri,
-            status: self.status,
-            body_bytes_sent: self.body_bytes_sent,
-            request_time: self.request_time,
-            upstream_status,
-            upstream_addr,
-            upstream_response_time,
-            pool,
-            release,
-            request_id,
-            http_user_agent,
-            repaired_utf8: self.repaired_utf8,
-        }
+        AccessRecord::from_parts(
+            self.strs.map(s),
+            self.status,
+            self.body_bytes_sent,
+            self.request_time,
+            self.repaired_utf8,
+        )
     }
 }
 
@@ -349,14 +371,13 @@ fn repair_utf8(bytes: &mut [u8]) {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
+    // The string fields first, in the order of `AccessRecord::strs`, so
+    // that a field's number is its place there.
     Time,
     RemoteAddr,
     Request,
     Method,
     Uri,
-    Status,
-    BodyBytesSent,
-    RequestTime,
     UpstreamStatus,
     UpstreamAddr,
     UpstreamResponseTime,
@@ -364,6 +385,9 @@ enum Field {
     Release,
     RequestId,
     UserAgent,
+    Status,
+    BodyBytesSent,
+    RequestTime,
 }
 
 /// Field names, for the position cache.
@@ -373,9 +397,6 @@ const FIELD_NAMES: [(&str, Field); 15] = [
     ("request", Field::Request),
     ("method", Field::Method),
     ("uri", Field::Uri),
-    ("status", Field::Status),
-    ("body_bytes_sent", Field::BodyBytesSent),
-    ("request_time", Field::RequestTime),
     ("upstream_status", Field::UpstreamStatus),
     ("upstream_addr", Field::UpstreamAddr),
     ("upstream_response_time", Field::UpstreamResponseTime),
@@ -383,6 +404,9 @@ const FIELD_NAMES: [(&str, Field); 15] = [
     ("release", Field::Release),
     ("request_id", Field::RequestId),
     ("http_user_agent", Field::UserAgent),
+    ("status", Field::Status),
+    ("body_bytes_sent", Field::BodyBytesSent),
+    ("request_time", Field::RequestTime),
 ];
 
 /// Identify the key at `pos`, trying the key seen there last time first.
@@ -491,9 +515,9 @@ fn read_fields<'a>(
     let Some(Node::Object { len, .. }) = nodes.first() else {
         return Err(DecodeError::InvalidJson);
     };
-    // String fields by `Field` index, filled as found and moved into the
+    // String fields by `Field` number, filled as found and moved into the
     // record at the end: one indexed store per key instead of a match.
-    let mut strs: [&'a str; FIELD_NAMES.len()] = [""; FIELD_NAMES.len()];
+    let mut strs: [&'a str; STRS] = [""; STRS];
     let mut status: Option<Result<u16, DecodeError>> = None;
     let (mut body_bytes_sent, mut request_time) = (0, None);
     let mut i = 1;
@@ -519,41 +543,13 @@ fn read_fields<'a>(
             }
         }
     }
-    let [
-        time,
-        remote_addr,
-        request,
-        method,
-        uri,
-        _status,
-        _body_bytes_sent,
-        _request_time,
-        upstream_status,
-        upstream_addr,
-        upstream_response_time,
-        pool,
-        release,
-        request_id,
-        http_user_agent,
-    ] = strs;
-    Ok(AccessRecord {
-        time,
-        remote_addr,
-        request,
-        method,
-        uri,
-        status: status.ok_or(DecodeError::MissingStatus)??,
+    Ok(AccessRecord::from_parts(
+        strs,
+        status.ok_or(DecodeError::MissingStatus)??,
         body_bytes_sent,
         request_time,
-        upstream_status,
-        upstream_addr,
-        upstream_response_time,
-        pool,
-        release,
-        request_id,
-        http_user_agent,
-        repaired_utf8: false,
-    })
+        false,
+    ))
 }
 
 /// Number of tape nodes a value occupies, nested values included.
